@@ -1,0 +1,33 @@
+# speechlab: `make train` and `make test` do all the set-up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup train test lint format clean
+
+# The venv is rebuilt only when pyproject.toml changes, so a second `make` is quick.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+train: setup
+	$(BIN)/python train.py $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks train.py evaluate.py
+	$(BIN)/ruff format --check src tests benchmarks train.py evaluate.py
+
+format: setup
+	$(BIN)/ruff check --fix src tests benchmarks train.py evaluate.py
+	$(BIN)/ruff format src tests benchmarks train.py evaluate.py
+
+clean:
+	rm -rf $(VENV) logs .pytest_cache

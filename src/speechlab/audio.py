@@ -1,0 +1,117 @@
+"""Audio file I/O through soundfile (WAV, FLAC, OGG, MP3): probe, read, resample, mix down.
+
+``torchaudio.load`` needs torchcodec and FFmpeg, which speechlab does not depend on; torchaudio is
+used for resampling only.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+
+
+class AudioError(ValueError):
+    """A file that cannot be used as audio: unreadable, empty, truncated or corrupt."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    frames: int
+    sample_rate: int
+    channels: int
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def _wav_truncation(path: Path) -> str | None:
+    """For a RIFF/WAVE file, say why it is truncated, or ``None`` when its data chunk is whole.
+
+    libsndfile silently clamps a short data chunk to the bytes present, so a clip cut off in a
+    copy would otherwise pass as a shorter clip.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        position = 12
+        while position + 8 <= size:
+            f.seek(position)
+            chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
+            if chunk_id == b"data":
+                available = size - position - 8
+                if chunk_size != 0xFFFFFFFF and chunk_size > available:
+                    return (
+                        f"truncated: the WAV header declares {chunk_size} bytes of audio "
+                        f"but the file holds {available}"
+                    )
+                return None
+            position += 8 + chunk_size + (chunk_size & 1)
+    return None
+
+
+def probe(path: str | Path) -> AudioInfo:
+    """Read the header of ``path``; raise :class:`AudioError` for an unusable file."""
+    path = Path(path)
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as error:
+        raise AudioError(f"cannot read audio header: {error}") from error
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise AudioError("empty: the file holds no audio frames")
+    reason = _wav_truncation(path)
+    if reason:
+        raise AudioError(reason)
+    return AudioInfo(
+        frames=int(info.frames), sample_rate=int(info.samplerate), channels=info.channels
+    )
+
+
+@lru_cache(maxsize=16)
+def _resampler(orig_freq: int, new_freq: int) -> torchaudio.transforms.Resample:
+    # The windowed-sinc kernel is built once per rate pair, not once per file.
+    return torchaudio.transforms.Resample(orig_freq, new_freq)
+
+
+def resample(waveform: torch.Tensor, orig_freq: int, new_freq: int) -> torch.Tensor:
+    """Resample ``(..., T)`` from ``orig_freq`` to ``new_freq`` (no-op when equal)."""
+    if orig_freq == new_freq:
+        return waveform
+    return _resampler(orig_freq, new_freq)(waveform)
+
+
+def read_audio(
+    path: str | Path,
+    sample_rate: int,
+    offset: float = 0.0,
+    duration: float | None = None,
+) -> torch.Tensor:
+    """Decode ``path`` (or the segment ``offset``..``offset+duration`` seconds) to mono float32.
+
+    Returns a ``(T,)`` tensor at ``sample_rate``. Raises :class:`AudioError` when the file cannot
+    be decoded or holds no samples in the requested segment.
+    """
+    path = Path(path)
+    try:
+        with sf.SoundFile(str(path)) as f:
+            native_rate = f.samplerate
+            start = int(round(offset * native_rate))
+            frames = -1 if duration is None else int(round(duration * native_rate))
+            if start:
+                f.seek(start)
+            data = f.read(frames=frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as error:
+        raise AudioError(f"cannot decode audio: {error}") from error
+    if data.shape[0] == 0:
+        raise AudioError("empty: no audio samples in the requested segment")
+    mono = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
+    return resample(mono, native_rate, sample_rate)

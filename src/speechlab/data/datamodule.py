@@ -1,0 +1,196 @@
+"""One LightningDataModule for every corpus and task."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from speechlab.data.collate import collate_examples
+from speechlab.data.corpora.base import SPLITS, CorpusReader
+from speechlab.data.dataset import SpeechDataset
+from speechlab.data.manifest import Manifest, load_or_build_manifest
+from speechlab.data.sampler import DurationBucketSampler
+from speechlab.data.targets import ClassLabels
+from speechlab.data.utterance import Utterance
+
+log = logging.getLogger(__name__)
+
+TARGET_FIELDS = ("label",)
+
+
+class SpeechDataModule(L.LightningDataModule):
+    """Reader -> cached manifest -> filtered records -> datasets -> duration-bucketed loaders.
+
+    Args:
+        reader: a corpus reader (one on-disk layout).
+        target_field: the :class:`Utterance` field the task learns (set by the task class).
+        sample_rate: rate every clip is resampled to.
+        batch_seconds: padded seconds of audio per batch (``max duration x batch size``).
+        max_duration: clips longer than this (seconds) are dropped and counted; ``None`` keeps all.
+        num_buckets: duration buckets of the training sampler.
+        max_batch_size: optional cap on utterances per batch.
+        num_workers: dataloader worker processes.
+        cache_dir: where manifests are cached.
+        prepare: optional callable run once before reading (e.g. generate the embedded corpus).
+        labels: the class labels in model order; ``None`` takes them from the reader (or the
+            sorted labels of the train split). A restored checkpoint passes its own.
+        seed: sampler seed (the order also depends on the epoch).
+    """
+
+    def __init__(
+        self,
+        reader: CorpusReader,
+        cache_dir: str | Path,
+        target_field: str = "label",
+        sample_rate: int = 16000,
+        batch_seconds: float = 64.0,
+        max_duration: float | None = None,
+        num_buckets: int = 30,
+        max_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        prepare: Callable[[], object] | None = None,
+        labels: list[str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if target_field not in TARGET_FIELDS:
+            raise ValueError(f"target_field must be one of {TARGET_FIELDS}, got {target_field!r}")
+        self.reader = reader
+        self.cache_dir = Path(cache_dir)
+        self.target_field = target_field
+        self.sample_rate = sample_rate
+        self.batch_seconds = batch_seconds
+        self.max_duration = max_duration
+        self.num_buckets = num_buckets
+        self.max_batch_size = max_batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.prepare = prepare
+        self.fixed_labels = list(labels) if labels is not None else None
+        self.seed = seed
+        self.manifest: Manifest | None = None
+        self.target: ClassLabels | None = None
+        self.datasets: dict[str, SpeechDataset] = {}
+        self.dropped: dict[str, Counter] = {}
+
+    # -- preparation -------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Generate (embedded corpora) or check the corpus, and build its manifest cache."""
+        if self.prepare is not None:
+            self.prepare()
+        load_or_build_manifest(self.reader, self.cache_dir)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        self.manifest = load_or_build_manifest(self.reader, self.cache_dir)
+        self.target = ClassLabels(self._labels(self.manifest))
+        for split in SPLITS:
+            kept = self._filter(split, self.manifest.splits[split])
+            self.datasets[split] = SpeechDataset(kept, self.sample_rate, self.target)
+        self._report()
+
+    def _labels(self, manifest: Manifest) -> list[str]:
+        if self.fixed_labels is not None:
+            return self.fixed_labels
+        labels = getattr(self.reader, "labels", None)
+        if callable(labels):
+            return list(labels())
+        return sorted({u.label for u in manifest.splits["train"] if u.label is not None})
+
+    def _filter(self, split: str, utterances: list[Utterance]) -> list[Utterance]:
+        dropped: Counter = Counter()
+        kept = []
+        for utterance in utterances:
+            if getattr(utterance, self.target_field) is None:
+                dropped[f"no {self.target_field}"] += 1
+            elif not self.target.accepts(utterance):
+                dropped[f"{self.target_field} outside the label set"] += 1
+            elif self.max_duration is not None and utterance.duration > self.max_duration:
+                dropped[f"longer than max_duration={self.max_duration}s"] += 1
+            else:
+                kept.append(utterance)
+        self.dropped[split] = dropped
+        return kept
+
+    def _report(self) -> None:
+        if self.trainer is not None and self.trainer.global_rank != 0:
+            return
+        assert self.manifest is not None
+        for path, reason in sorted(self.manifest.skipped.items()):
+            log.warning("skipped audio file %s: %s", path, reason)
+        if self.manifest.skipped:
+            log.warning(
+                "%d unreadable audio file(s) skipped while reading %s (listed above)",
+                len(self.manifest.skipped),
+                self.reader.root,
+            )
+        for split in SPLITS:
+            counts = ", ".join(f"{n} {why}" for why, n in self.dropped[split].items())
+            log.info(
+                "%s: %d utterances (%.1f h)%s",
+                split,
+                len(self.datasets[split]),
+                sum(self.datasets[split].durations) / 3600,
+                f"; dropped {counts}" if counts else "",
+            )
+
+    # -- what the model needs to know ----------------------------------------------------------
+    @property
+    def labels(self) -> list[str]:
+        if self.target is None:
+            self.setup()
+        assert self.target is not None
+        return self.target.labels
+
+    def task_inputs(self) -> dict[str, object]:
+        """What the task's constructor needs from the data (plain data, stored in checkpoints)."""
+        return {"labels": list(self.labels)}
+
+    # -- loaders ---------------------------------------------------------------------------
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if not self.datasets:
+            self.setup()
+        dataset = self.datasets[split]
+        if len(dataset) == 0:
+            raise ValueError(
+                f"the {split} split of {self.reader.name} at {self.reader.root} has no usable "
+                f"utterances (dropped: {dict(self.dropped.get(split, {}))}); check the corpus "
+                "layout and the data.* settings."
+            )
+        world, rank = 1, 0
+        if self.trainer is not None:
+            world, rank = self.trainer.world_size, self.trainer.global_rank
+        sampler = DurationBucketSampler(
+            dataset.durations,
+            batch_seconds=self.batch_seconds,
+            num_buckets=self.num_buckets,
+            shuffle=shuffle,
+            seed=self.seed,
+            num_replicas=world,
+            rank=rank,
+            max_batch_size=self.max_batch_size,
+        )
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=collate_examples,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

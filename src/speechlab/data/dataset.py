@@ -1,0 +1,68 @@
+"""Decode the audio of manifest records and attach task targets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset
+
+from speechlab.audio import AudioError, read_audio
+from speechlab.data.utterance import Utterance
+
+
+@dataclass
+class Example:
+    """One decoded utterance: ``audio`` is ``(T,)`` float32 mono at the dataset's sample rate."""
+
+    id: str
+    audio: torch.Tensor
+    target: torch.Tensor
+
+
+@dataclass
+class SkippedExample:
+    """An utterance whose audio could not be decoded; the collate drops it and reports it."""
+
+    id: str
+    audio_path: str
+    reason: str
+
+
+class SpeechDataset(Dataset):
+    """Utterances decoded with soundfile, mixed to mono and resampled to ``sample_rate``.
+
+    A file that fails to decode yields a :class:`SkippedExample` instead of raising, so one bad
+    file never ends an epoch.
+    """
+
+    def __init__(
+        self,
+        utterances: Sequence[Utterance],
+        sample_rate: int,
+        target: Callable[[Utterance], torch.Tensor],
+    ) -> None:
+        self.utterances = list(utterances)
+        self.sample_rate = sample_rate
+        self.target = target
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    @property
+    def durations(self) -> list[float]:
+        return [utterance.duration for utterance in self.utterances]
+
+    def __getitem__(self, index: int) -> Example | SkippedExample:
+        utterance = self.utterances[index]
+        try:
+            audio = read_audio(
+                utterance.audio_path,
+                self.sample_rate,
+                offset=utterance.offset,
+                duration=utterance.duration if utterance.offset else None,
+            )
+        except AudioError as error:
+            return SkippedExample(utterance.id, utterance.audio_path, str(error))
+        return Example(id=utterance.id, audio=audio, target=self.target(utterance))

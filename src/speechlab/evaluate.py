@@ -1,0 +1,62 @@
+"""Evaluate a checkpoint on the test split of the corpus it was trained on (or another)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from speechlab.callbacks import RECIPE_KEY, SkippedAudioReport
+from speechlab.reports import plain_metrics, print_metrics, write_metrics, write_predictions
+from speechlab.train import build_datamodule
+
+log = logging.getLogger(__name__)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a speechlab checkpoint as plain data (``weights_only=True``: no code runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no checkpoint at {path}; pass ckpt_path=<run dir>/checkpoints/<file>.ckpt "
+            "(train.py writes them under logs/train/runs/<timestamp>/checkpoints/)"
+        )
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if RECIPE_KEY not in checkpoint:
+        raise ValueError(
+            f"{path} holds no speechlab recipe (key {RECIPE_KEY!r}); it was not written by "
+            "speechlab's train.py, so its model and data cannot be rebuilt from it alone."
+        )
+    return checkpoint
+
+
+def restore_task(checkpoint: dict[str, Any]):
+    """Rebuild the task module of ``checkpoint`` and load its weights."""
+    recipe = checkpoint[RECIPE_KEY]
+    task = hydra.utils.instantiate(OmegaConf.create(recipe["model"]), **recipe["task_inputs"])
+    task.load_state_dict(checkpoint["state_dict"])
+    return task.eval()
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Test ``cfg.ckpt_path``; write ``metrics.json`` and ``predictions.tsv`` into the run dir."""
+    checkpoint = load_checkpoint(cfg.ckpt_path)
+    recipe = checkpoint[RECIPE_KEY]
+    data_cfg = OmegaConf.merge(OmegaConf.create(recipe["data"]), cfg.get("data") or {})
+    data_cfg.labels = recipe["task_inputs"].get("labels")
+    task = restore_task(checkpoint)
+    datamodule = build_datamodule(data_cfg, type(task))
+
+    trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[SkippedAudioReport()])
+    trainer.test(task, datamodule=datamodule)
+    metrics = plain_metrics(trainer.callback_metrics)
+    output_dir = Path(cfg.paths.output_dir)
+    write_metrics(output_dir / "metrics.json", metrics)
+    write_predictions(output_dir / "predictions.tsv", getattr(task, "predictions", []))
+    print_metrics(f"{Path(cfg.ckpt_path).name} on {datamodule.reader.name}", metrics)
+    log.info("wrote %s and %s", output_dir / "metrics.json", output_dir / "predictions.tsv")
+    return metrics

@@ -1,0 +1,60 @@
+"""A small 2-D CNN that turns log-mel features into an utterance embedding (keyword spotting)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from speechlab.features import lengths_to_mask
+
+
+class KeywordCNN(nn.Module):
+    """Log-mel ``(B, n_mels, F)`` -> utterance embedding ``(B, channels[-1])``.
+
+    Conv-BatchNorm-ReLU blocks, each followed by 2x2 max pooling, then an average over the valid
+    (unpadded) time steps and the frequency axis. Padded frames are zeroed after every block, so
+    the embedding of an utterance does not depend on how much padding its batch adds.
+
+    Args:
+        n_mels: mel bands of the input.
+        channels: output channels of each conv block.
+        dropout: dropout on the pooled embedding.
+    """
+
+    def __init__(
+        self, n_mels: int = 40, channels: Sequence[int] = (32, 64, 128), dropout: float = 0.1
+    ):
+        super().__init__()
+        if not channels:
+            raise ValueError("channels must name at least one conv block")
+        if n_mels < 2 ** len(channels):
+            raise ValueError(f"n_mels={n_mels} is too small for {len(channels)} 2x pooling blocks")
+        blocks: list[nn.Module] = []
+        previous = 1
+        for width in channels:
+            block = nn.Sequential(
+                nn.Conv2d(previous, width, kernel_size=3, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2, ceil_mode=True),
+            )
+            blocks.append(block)
+            previous = width
+        self.blocks = nn.ModuleList(blocks)
+        self.dropout = nn.Dropout(dropout)
+        self.output_dim = previous
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        hidden = features.unsqueeze(1)  # (B, 1, n_mels, F)
+        reduced = lengths
+        for block in self.blocks:
+            hidden = block(hidden)  # (B, C, n_mels / 2^k, F / 2^k)
+            reduced = torch.div(reduced + 1, 2, rounding_mode="floor").clamp(
+                min=1, max=hidden.shape[-1]
+            )
+            mask = lengths_to_mask(reduced, hidden.shape[-1]).view(hidden.shape[0], 1, 1, -1)
+            hidden = hidden * mask
+        pooled = (hidden * mask).sum(dim=(2, 3)) / (reduced.view(-1, 1) * hidden.shape[2])
+        return self.dropout(pooled)

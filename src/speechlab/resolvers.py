@@ -1,0 +1,19 @@
+"""OmegaConf resolvers the configs use; registered when speechlab's entry points import this."""
+
+from __future__ import annotations
+
+import os
+
+from omegaconf import OmegaConf
+
+
+def wandb_offline() -> bool:
+    """wandb runs offline unless an API key is present in the environment."""
+    return not os.environ.get("WANDB_API_KEY")
+
+
+def register() -> None:
+    OmegaConf.register_new_resolver("wandb_offline", wandb_offline, replace=True)
+
+
+register()

@@ -1,0 +1,103 @@
+"""Keyword spotting: utterance classification over a label set."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from speechlab.data.collate import Batch
+from speechlab.logging import log_figure
+from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
+
+
+class KeywordSpottingTask(SpeechTask):
+    """Frontend -> encoder embedding ``(B, D)`` -> linear head over ``labels``.
+
+    Logs loss and top-1 accuracy per split; at test it also logs a confusion-matrix image and
+    keeps ``(id, reference, hypothesis)`` rows in :attr:`predictions`.
+    """
+
+    target_field = "label"
+
+    def __init__(
+        self,
+        frontend: nn.Module,
+        encoder: nn.Module,
+        labels: Sequence[str],
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        augment: nn.Module | None = None,
+        label_smoothing: float = 0.0,
+        monitor: str = "val/acc",
+        monitor_mode: str = "max",
+    ) -> None:
+        super().__init__(frontend, optimizer, scheduler, augment, monitor, monitor_mode)
+        if len(labels) < 2:
+            raise ValueError(f"keyword spotting needs at least 2 labels, got {list(labels)}")
+        self.labels = list(labels)
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.output_dim, len(self.labels))
+        self.label_smoothing = label_smoothing
+        classes = len(self.labels)
+        self.accuracy = nn.ModuleDict(
+            {
+                f"{split}_acc": MulticlassAccuracy(classes, average="micro")
+                for split in ("train", "val", "test")
+            }
+        )
+        self.confusion = MulticlassConfusionMatrix(classes)
+        self.predictions: list[tuple[str, str, str]] = []
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Features ``(B, n_mels, F)`` -> logits ``(B, num_labels)``."""
+        return self.head(self.encoder(features, lengths))
+
+    def _step(self, batch: Batch, split: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if len(batch) == 0:
+            return None
+        logits = self(batch.features, batch.feature_lengths)
+        smoothing = self.label_smoothing if split == "train" else 0.0
+        loss = F.cross_entropy(logits, batch.targets, label_smoothing=smoothing)
+        accuracy = self.accuracy[f"{split}_acc"]
+        accuracy(logits, batch.targets)
+        size = len(batch)
+        self.log(
+            f"{split}/loss",
+            loss,
+            batch_size=size,
+            prog_bar=split == "train",
+            sync_dist=split != "train",
+        )
+        self.log(f"{split}/acc", accuracy, batch_size=size, prog_bar=split != "train")
+        return loss, logits
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
+        result = self._step(batch, "train")
+        return None if result is None else result[0]
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def on_test_epoch_start(self) -> None:
+        self.predictions = []
+        self.confusion.reset()
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        result = self._step(batch, "test")
+        if result is None:
+            return
+        predicted = result[1].argmax(dim=-1)
+        self.confusion.update(predicted, batch.targets)
+        for utterance_id, target, guess in zip(
+            batch.ids, batch.targets.tolist(), predicted.tolist(), strict=True
+        ):
+            self.predictions.append((utterance_id, self.labels[target], self.labels[guess]))
+
+    def on_test_epoch_end(self) -> None:
+        figure, _ = self.confusion.plot(labels=self.labels)
+        figure.set_size_inches(1 + 0.5 * len(self.labels), 1 + 0.5 * len(self.labels))
+        log_figure(self.trainer, "test/confusion_matrix", figure)

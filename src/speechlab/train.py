@@ -1,0 +1,92 @@
+"""The training recipe: data, model, callbacks, loggers, trainer; fit, test, report."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from speechlab import __version__, resolvers  # noqa: F401  (config resolvers)
+from speechlab.callbacks import RecipeInCheckpoint, SkippedAudioReport
+from speechlab.reports import plain_metrics, print_metrics, write_metrics, write_predictions
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiate every ``_target_`` node of a config group such as ``callbacks`` or ``logger``."""
+    if not group:
+        return []
+    return [hydra.utils.instantiate(node) for node in group.values() if node and "_target_" in node]
+
+
+def build_datamodule(data_cfg: DictConfig, task_class: type) -> L.LightningDataModule:
+    """The datamodule for ``data_cfg``, set up for what ``task_class`` learns."""
+    datamodule = hydra.utils.instantiate(data_cfg, target_field=task_class.target_field)
+    datamodule.prepare_data()
+    datamodule.setup()
+    return datamodule
+
+
+def build_recipe(cfg: DictConfig, task_inputs: dict[str, Any]) -> dict[str, Any]:
+    """Everything a checkpoint needs to rebuild its model and data, as plain data."""
+    return {
+        "version": __version__,
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "data": OmegaConf.to_container(cfg.data, resolve=True),
+        "task_inputs": task_inputs,
+    }
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Train and/or test as ``cfg`` says; return the logged metrics (``val/*``, ``test/*``)."""
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+
+    task_class = hydra.utils.get_class(cfg.model._target_)
+    datamodule = build_datamodule(cfg.data, task_class)
+    task_inputs = datamodule.task_inputs()
+    task = hydra.utils.instantiate(cfg.model, **task_inputs)
+
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    callbacks += [RecipeInCheckpoint(build_recipe(cfg, task_inputs)), SkippedAudioReport()]
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False
+    )
+    hyperparameters = {
+        k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+        for k, v in cfg.items()
+        if k != "hydra"
+    }
+    for logger in loggers:
+        logger.log_hyperparams(hyperparameters)
+
+    metrics: dict[str, float] = {}
+    if cfg.get("train", True):
+        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics.update(plain_metrics(trainer.callback_metrics))
+
+    if cfg.get("test", True):
+        checkpoint = next(
+            (c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None
+        )
+        best = checkpoint.best_model_path if checkpoint is not None else ""
+        if not best:
+            log.warning("no best checkpoint was saved; testing the current weights")
+        trainer.test(task, datamodule=datamodule, ckpt_path=best or None)
+        metrics.update(plain_metrics(trainer.callback_metrics))
+        if trainer.is_global_zero:
+            output_dir = Path(trainer.default_root_dir)
+            write_metrics(output_dir / "metrics.json", metrics)
+            write_predictions(output_dir / "predictions.tsv", getattr(task, "predictions", []))
+            log.info("best checkpoint: %s", best or "(none)")
+
+    if trainer.is_global_zero:
+        print_metrics(f"{task_class.__name__} on {datamodule.reader.name}", metrics)
+    return metrics

@@ -1,0 +1,51 @@
+"""Shared test fixtures: paths, the shared real-data folder, a tiny embedded corpus, configs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+import speechlab.resolvers  # noqa: F401  (config resolvers)
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Keep the suite inside 2 CPU cores without oversubscription.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under ../shared/data, or skip the test with the reason it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the real-audio fixtures live in ../shared beside the clone")
+    return path
+
+
+@contextmanager
+def composed(config_name: str, overrides: list[str], output_dir: Path) -> Iterator[DictConfig]:
+    """Compose ``conf/<config_name>.yaml`` as Hydra would for a run writing to ``output_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+        HydraConfig().set_config(cfg)
+        with open_dict(cfg):
+            cfg.paths.root_dir = str(output_dir)
+            cfg.paths.output_dir = str(output_dir)
+        yield cfg
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir shared by the whole session, so the embedded corpus is generated once."""
+    return tmp_path_factory.mktemp("data")

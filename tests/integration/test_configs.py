@@ -1,0 +1,79 @@
+"""Every config in the tree composes, resolves and instantiates."""
+
+from pathlib import Path
+
+import hydra
+import lightning as L
+import pytest
+from omegaconf import OmegaConf
+
+from speechlab.train import instantiate_group
+from tests.conftest import CONF, composed
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def job_config(cfg):
+    """The job part of a composed config (the ``hydra`` node is read-only), resolved."""
+    job = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    OmegaConf.resolve(job)
+    return job
+
+
+def build_all(cfg) -> None:
+    cfg = job_config(cfg)
+    task_class = hydra.utils.get_class(cfg.model._target_)
+    datamodule = hydra.utils.instantiate(cfg.data, target_field=task_class.target_field)
+    assert isinstance(datamodule, L.LightningDataModule)
+    task = hydra.utils.instantiate(cfg.model, labels=["yes", "no", "_unknown_"])
+    assert isinstance(task, task_class)
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    assert isinstance(trainer, L.Trainer)
+
+
+GROUPS = ["data", "model", "callbacks", "logger", "experiment", "debug"]
+CASES = [(group, option) for group in GROUPS for option in options(group)]
+
+
+@pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
+def test_every_config_composes_and_instantiates(group: str, option: str, tmp_path: Path):
+    with composed("train", [f"{group}={option}"], tmp_path) as cfg:
+        build_all(cfg)
+
+
+@pytest.mark.parametrize("option", options("trainer"))
+def test_every_trainer_config_composes(option: str, tmp_path: Path):
+    # gpu/ddp trainers need a GPU to instantiate; everywhere they must compose and resolve.
+    with composed("train", [f"trainer={option}"], tmp_path) as cfg:
+        cfg = job_config(cfg)
+        assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
+        assert cfg.trainer.use_distributed_sampler is False
+        if option in ("cpu", "default", "ddp_cpu"):
+            build_all(cfg)
+
+
+@pytest.mark.parametrize("option", options("hparams_search"))
+def test_every_sweep_config_composes(option: str, tmp_path: Path):
+    with composed("train", [f"hparams_search={option}"], tmp_path) as cfg:
+        assert cfg.hydra.sweeper.params
+        build_all(cfg)
+
+
+def test_evaluate_config_composes(tmp_path: Path):
+    with composed("evaluate", ["ckpt_path=some.ckpt"], tmp_path) as cfg:
+        cfg = job_config(cfg)
+        assert cfg.task_name == "evaluate"
+        assert isinstance(hydra.utils.instantiate(cfg.trainer, logger=False), L.Trainer)
+
+
+def test_wandb_is_offline_without_a_key(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    with composed("train", ["logger=wandb"], tmp_path) as cfg:
+        assert cfg.logger.wandb.offline is True
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    with composed("train", ["logger=wandb"], tmp_path) as cfg:
+        assert cfg.logger.wandb.offline is False

@@ -1,0 +1,152 @@
+"""What a user runs: train on the embedded corpus, evaluate the checkpoint, multirun, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from speechlab.data.synth import ensure_mini_commands
+from speechlab.evaluate import load_checkpoint
+from speechlab.evaluate import run as evaluate
+from speechlab.train import run as train
+from tests.conftest import REPO, composed
+
+QUICK = ["trainer.max_epochs=3", "trainer.accelerator=cpu", "callbacks.progress_bar=null"]
+
+
+@pytest.fixture(scope="session")
+def mini_commands(data_dir: Path) -> Path:
+    """The default embedded corpus, generated once for the session."""
+    return ensure_mini_commands(data_dir / "mini_commands", seed=0)
+
+
+def run_cli(script: str, *overrides: str, expect_ok: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, script, *overrides],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if expect_ok and result.returncode != 0:
+        raise AssertionError(
+            f"{script} {overrides} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
+    return result
+
+
+def test_train_tests_best_checkpoint_and_evaluate_restores_it(mini_commands, data_dir, tmp_path):
+    run_dir = tmp_path / "train"
+    with composed("train", [f"paths.data_dir={data_dir}", *QUICK], run_dir) as cfg:
+        metrics = train(cfg)
+    assert metrics["test/acc"] > 1 / 12, "the model must learn more than chance in 3 epochs"
+    assert (run_dir / "checkpoints" / "last.ckpt").exists()
+    best = sorted((run_dir / "checkpoints").glob("epoch_*.ckpt"))
+    assert len(best) == 1
+    assert json.loads((run_dir / "metrics.json").read_text())["test/acc"] == pytest.approx(
+        metrics["test/acc"]
+    )
+    rows = list(csv.reader((run_dir / "predictions.tsv").open(), delimiter="\t"))
+    assert rows[0] == ["id", "reference", "hypothesis"] and len(rows) > 10
+    assert (run_dir / "images" / "test_confusion_matrix.png").stat().st_size > 1000
+    logged = list(csv.DictReader((run_dir / "csv" / "metrics.csv").open()))
+    assert any(row.get("val/acc") for row in logged) and any(
+        row.get("train/loss") for row in logged
+    )
+
+    checkpoint = load_checkpoint(best[0])  # weights_only=True: plain data only
+    assert checkpoint["speechlab"]["task_inputs"]["labels"][:2] == ["yes", "no"]
+
+    eval_dir = tmp_path / "evaluate"
+    with composed("evaluate", [f"ckpt_path={best[0]}", "trainer.accelerator=cpu"], eval_dir) as cfg:
+        evaluated = evaluate(cfg)
+    assert evaluated["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+    assert json.loads((eval_dir / "metrics.json").read_text())["test/acc"] == pytest.approx(
+        evaluated["test/acc"]
+    )
+    assert (eval_dir / "predictions.tsv").read_text().count("\n") == len(rows)
+
+
+def test_corrupt_audio_is_skipped_counted_and_listed_once(mini_commands, tmp_path):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(mini_commands, corpus)
+    clips = sorted(corpus.glob("yes/*.wav"))[:3]
+    clips[0].write_bytes(b"")  # empty
+    clips[1].write_bytes(clips[1].read_bytes()[:2000])  # truncated
+    clips[2].write_bytes(b"RIFF garbage that is no wave file at all")  # corrupt
+    logs = tmp_path / "logs"
+    run_cli(
+        "train.py",
+        f"data.reader.root={corpus}",
+        "data.prepare=null",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"paths.log_dir={logs}",
+        "trainer.max_epochs=1",
+        "callbacks.progress_bar=null",
+    )
+    (run_log,) = logs.glob("train/runs/*/train.log")
+    text = run_log.read_text()
+    for clip in clips:
+        assert text.count(str(clip)) == 1, f"{clip} must be listed exactly once in the run log"
+    assert "3 unreadable audio file(s) skipped" in text
+    assert (run_log.parent / "metrics.json").exists(), "training must go on to the end"
+
+
+def test_multirun_writes_one_dir_per_job(mini_commands, data_dir, tmp_path):
+    logs = tmp_path / "logs"
+    run_cli(
+        "train.py",
+        "-m",
+        f"paths.data_dir={data_dir}",
+        f"paths.log_dir={logs}",
+        "debug=limit",
+        "trainer.max_epochs=1",
+        "callbacks.progress_bar=null",
+        "model.optimizer.lr=1e-3,3e-3",
+    )
+    (sweep,) = logs.glob("train/multiruns/*")
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [job.name for job in jobs] == ["0", "1"]
+    for job in jobs:
+        assert "test/acc" in json.loads((job / "metrics.json").read_text())
+        assert (job / "checkpoints" / "last.ckpt").exists()
+    overrides = [(job / ".hydra" / "overrides.yaml").read_text() for job in jobs]
+    assert "lr=0.001" in overrides[0] and "lr=0.003" in overrides[1]
+
+
+def test_help_lists_groups_and_cfg_job_prints_the_config():
+    helped = run_cli("train.py", "--help").stdout
+    for group in ("data:", "model:", "trainer:", "logger:", "experiment:", "debug:"):
+        assert group in helped
+    assert "mini_commands" in helped and "kws_cnn" in helped
+    job = run_cli("train.py", "--cfg", "job").stdout
+    assert "_target_: speechlab.tasks.kws.KeywordSpottingTask" in job
+
+
+def test_unknown_choice_lists_the_valid_ones():
+    result = run_cli("train.py", "model=no_such_model", expect_ok=False)
+    assert result.returncode != 0
+    assert "kws_cnn" in result.stderr and "no_such_model" in result.stderr
+
+
+def test_missing_corpus_stops_before_training_with_the_expected_layout(tmp_path):
+    result = run_cli(
+        "train.py",
+        "data=speech_commands",
+        f"data.reader.root={tmp_path / 'nowhere'}",
+        "data.reader.download=false",
+        f"paths.data_dir={tmp_path}",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        expect_ok=False,
+    )
+    assert result.returncode != 0
+    message = result.stderr
+    assert str(tmp_path / "nowhere") in message
+    assert "_nohash_" in message and "validation_list.txt" in message
+    assert "Epoch" not in result.stdout
