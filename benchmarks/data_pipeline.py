@@ -1,19 +1,30 @@
 """Data-pipeline benchmarks.
 
+Throughput: audio-seconds per second through the SpeechDataModule's train loader (decode,
+resample, bucketed batching, padding) against plain soundfile decoding of the same files, as a
+ratio; on the embedded corpus, generated on first use.
+
 Padding: how much of each padded batch is real audio, for the duration-bucketing sampler against
 random batching under the same ``batch_seconds`` rule (``max(duration) * len(batch)``).
 
     .venv/bin/python benchmarks/data_pipeline.py [--utterances 20000] [--batch-seconds 200]
+        [--data-dir data] [--workers 0 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import platform
+import statistics
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
+import torch
 
 from speechlab.data.sampler import DurationBucketSampler, pack_greedily, padding_efficiency
 
@@ -85,6 +96,69 @@ def markdown_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def throughput_benchmark(
+    data_dir: Path, workers: Sequence[int] = (0, 2), repeats: int = 3
+) -> list[dict[str, Any]]:
+    """Audio-seconds/s of the datamodule's train loader vs plain soundfile reads (median of runs)."""
+    from speechlab.data.corpora.speech_commands import SpeechCommandsReader
+    from speechlab.data.datamodule import SpeechDataModule
+    from speechlab.data.synth import ensure_mini_commands
+
+    root = ensure_mini_commands(data_dir / "mini_commands", seed=0, num_speakers=80, repetitions=2)
+    rows = []
+    for num_workers in workers:
+        datamodule = SpeechDataModule(
+            SpeechCommandsReader(root),
+            cache_dir=data_dir / "manifests",
+            batch_seconds=16,
+            num_workers=num_workers,
+        )
+        datamodule.setup()
+        utterances = datamodule.datasets["train"].utterances
+        audio_seconds = sum(u.duration for u in utterances)
+
+        def plain(utterances=utterances) -> None:
+            for utterance in utterances:
+                data, _ = sf.read(utterance.audio_path, dtype="float32", always_2d=True)
+                torch.from_numpy(data.mean(axis=1))
+
+        def loader(datamodule=datamodule) -> None:
+            for _ in datamodule.train_dataloader():
+                pass
+
+        plain()  # warm the page cache so both sides read from memory
+        plain_rate = audio_seconds / _median_seconds(plain, repeats)
+        loader_rate = audio_seconds / _median_seconds(loader, repeats)
+        rows.append(
+            {
+                "workers": num_workers,
+                "utterances": len(utterances),
+                "plain_audio_s_per_s": plain_rate,
+                "datamodule_audio_s_per_s": loader_rate,
+                "ratio": loader_rate / plain_rate,
+            }
+        )
+    print(
+        "| loader workers | utterances | plain soundfile (audio s/s) | datamodule (audio s/s) | ratio |"
+    )
+    print("|---:|---:|---:|---:|---:|")
+    for row in rows:
+        print(
+            f"| {row['workers']} | {row['utterances']} | {row['plain_audio_s_per_s']:.0f} | "
+            f"{row['datamodule_audio_s_per_s']:.0f} | {row['ratio']:.2f} |"
+        )
+    return rows
+
+
+def _median_seconds(function, repeats: int) -> float:
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        timings.append(time.perf_counter() - start)
+    return statistics.median(timings)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--utterances", type=int, default=20000, help="utterances to simulate")
@@ -94,7 +168,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--buckets", type=int, nargs="+", default=[10, 30, 50, 100], help="num_buckets values"
     )
+    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="embedded corpus home")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="loader workers")
+    parser.add_argument("--skip-throughput", action="store_true", help="padding only")
     args = parser.parse_args(argv)
+    print(
+        f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"Python {platform.python_version()}, torch {torch.__version__}\n"
+    )
+    if not args.skip_throughput:
+        throughput_benchmark(args.data_dir, args.workers)
+        print()
     padding_benchmark(
         num_utterances=args.utterances,
         batch_seconds=args.batch_seconds,

@@ -21,6 +21,11 @@ class AudioError(ValueError):
     """A file that cannot be used as audio: unreadable, empty, truncated or corrupt."""
 
 
+def _why(error: Exception) -> str:
+    """libsndfile's reason without the path it repeats (the caller names the file once)."""
+    return str(getattr(error, "error_string", None) or error).strip().rstrip(".")
+
+
 @dataclass(frozen=True)
 class AudioInfo:
     frames: int
@@ -62,10 +67,12 @@ def _wav_truncation(path: Path) -> str | None:
 def probe(path: str | Path) -> AudioInfo:
     """Read the header of ``path``; raise :class:`AudioError` for an unusable file."""
     path = Path(path)
+    if not path.is_file():
+        raise AudioError("missing: no such file")
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
-        raise AudioError(f"cannot read audio header: {error}") from error
+        raise AudioError(f"cannot read audio header: {_why(error)}") from error
     if info.frames <= 0 or info.samplerate <= 0:
         raise AudioError("empty: the file holds no audio frames")
     reason = _wav_truncation(path)
@@ -101,6 +108,8 @@ def read_audio(
     be decoded or holds no samples in the requested segment.
     """
     path = Path(path)
+    if not path.is_file():
+        raise AudioError("missing: no such file")
     try:
         with sf.SoundFile(str(path)) as f:
             native_rate = f.samplerate
@@ -110,7 +119,7 @@ def read_audio(
                 f.seek(start)
             data = f.read(frames=frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
-        raise AudioError(f"cannot decode audio: {error}") from error
+        raise AudioError(f"cannot decode audio: {_why(error)}") from error
     if data.shape[0] == 0:
         raise AudioError("empty: no audio samples in the requested segment")
     mono = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))

@@ -13,7 +13,7 @@ def test_fsdd_digits_reach_90_percent_on_the_official_test_takes(tmp_path: Path)
         f"data.reader.root={fsdd}",
         f"paths.data_dir={tmp_path / 'data'}",
         "trainer.accelerator=cpu",
-        "trainer.max_epochs=8",
+        "trainer.max_epochs=10",
         "callbacks.progress_bar=null",
         "callbacks.early_stopping=null",
     ]

@@ -110,7 +110,7 @@ def test_multirun_writes_one_dir_per_job(mini_commands, data_dir, tmp_path):
         "callbacks.progress_bar=null",
         "model.optimizer.lr=1e-3,3e-3",
     )
-    (sweep,) = logs.glob("train/multiruns/*")
+    (sweep,) = logs.glob("debug/multiruns/*")  # debug presets write under logs/debug/
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
     assert [job.name for job in jobs] == ["0", "1"]
     for job in jobs:

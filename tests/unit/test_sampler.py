@@ -252,3 +252,13 @@ def test_bad_arguments_are_rejected(kwargs, message):
     arguments = {"durations": [1.0, 2.0, 3.0], "batch_seconds": 10.0, **kwargs}
     with pytest.raises(ValueError, match=message):
         DurationBucketSampler(**arguments)
+
+
+def test_equal_durations_share_one_bucket_so_batches_mix_the_manifest_order():
+    # Speech Commands: every clip lasts 1 s and the manifest is ordered by word. Batches must
+    # not be runs of one word.
+    durations = [1.0] * 768
+    words = [i // 64 for i in range(768)]
+    sampler = DurationBucketSampler(durations, batch_seconds=64, num_buckets=30, seed=0)
+    for batch in sampler:
+        assert len({words[i] for i in batch}) >= 6, "a batch must mix the classes"

@@ -65,11 +65,18 @@ def _audio_quantile_buckets(
     """Split ``indices``, sorted by duration, at duration quantiles weighted by duration.
 
     Each bucket holds about the same seconds of audio, which keeps the sparse long tail (where
-    padding costs the most) in narrower buckets than equal-count quantiles would.
+    padding costs the most) in narrower buckets than equal-count quantiles would. A cut never
+    falls between two equal durations: utterances of the same length share a bucket, so a
+    corpus of equal-length clips (Speech Commands) is one bucket, and batches mix its classes
+    instead of following the manifest order.
     """
     order = indices[np.argsort(durations[indices], kind="stable")]
-    cumulative = np.cumsum(durations[order])
+    sorted_durations = durations[order]
+    cumulative = np.cumsum(sorted_durations)
     cuts = np.searchsorted(cumulative, cumulative[-1] * np.arange(1, count) / count)
+    # Move each cut to the first utterance of its duration; drop cuts that become duplicates.
+    cuts = np.searchsorted(sorted_durations, sorted_durations[np.minimum(cuts, len(order) - 1)])
+    cuts = np.unique(cuts[(cuts > 0) & (cuts < len(order))])
     return [bucket for bucket in np.split(order, cuts) if len(bucket)]
 
 
