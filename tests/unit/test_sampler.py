@@ -223,8 +223,8 @@ def test_bucketing_pads_far_less_than_random_batching():
     random = padding_efficiency(durations, pack_greedily(durations, permutation, 200.0))
     assert bucketed >= 0.97
     assert bucketed >= random + 0.3
-    default = DurationBucketSampler(durations, batch_seconds=200.0)
-    assert padding_efficiency(durations, list(default)) >= 0.95
+    default = DurationBucketSampler(durations, batch_seconds=200.0)  # num_buckets=50
+    assert padding_efficiency(durations, list(default)) >= 0.97
 
 
 def test_padding_efficiency_by_hand():

@@ -50,7 +50,7 @@ class SpeechDataModule(L.LightningDataModule):
         sample_rate: int = 16000,
         batch_seconds: float = 64.0,
         max_duration: float | None = None,
-        num_buckets: int = 30,
+        num_buckets: int = 50,
         max_batch_size: int | None = None,
         num_workers: int = 0,
         pin_memory: bool = False,

@@ -116,7 +116,7 @@ class DurationBucketSampler(torch.utils.data.Sampler[list[int]]):
         self,
         durations: Sequence[float],
         batch_seconds: float,
-        num_buckets: int = 30,
+        num_buckets: int = 50,
         shuffle: bool = True,
         seed: int = 0,
         num_replicas: int = 1,
