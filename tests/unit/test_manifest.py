@@ -93,3 +93,17 @@ def test_utterance_round_trips_and_rejects_unknown_fields():
     assert Utterance.from_dict(json.loads(utterance.to_json())) == utterance
     with pytest.raises(ValueError, match="unknown fields"):
         Utterance.from_dict({**json.loads(utterance.to_json()), "extra": 1})
+
+
+def test_a_segment_at_offset_zero_reads_only_its_duration(tmp_path: Path):
+    import torch
+
+    from speechlab.data.dataset import SpeechDataset
+
+    noise = tmp_path / "noise.wav"
+    write_clip(noise, seconds=3.0)
+    segment = Utterance("s", str(noise), duration=1.0, sample_rate=16000, offset=0.0, label="x")
+    whole = Utterance("w", str(noise), duration=3.0, sample_rate=16000, label="x")
+    dataset = SpeechDataset([segment, whole], 16000, target=lambda u: torch.tensor(0))
+    assert dataset[0].audio.numel() == 16000
+    assert dataset[1].audio.numel() == 48000

@@ -82,14 +82,17 @@ class SpeechDataModule(L.LightningDataModule):
     # -- preparation -------------------------------------------------------------------------
     def prepare_data(self) -> None:
         """Generate (embedded corpora) or check the corpus, and build its manifest cache."""
+        if self.manifest is not None:
+            return  # Lightning calls this again in fit and test; the corpus was checked already
         if self.prepare is not None:
             self.prepare()
-        load_or_build_manifest(self.reader, self.cache_dir)
+        self.manifest = load_or_build_manifest(self.reader, self.cache_dir)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        self.manifest = load_or_build_manifest(self.reader, self.cache_dir)
+        if self.manifest is None:
+            self.manifest = load_or_build_manifest(self.reader, self.cache_dir)
         self.target = ClassLabels(self._labels(self.manifest))
         for split in SPLITS:
             kept = self._filter(split, self.manifest.splits[split])

@@ -57,11 +57,13 @@ class SpeechDataset(Dataset):
     def __getitem__(self, index: int) -> Example | SkippedExample:
         utterance = self.utterances[index]
         try:
+            # Always the recorded segment: a clip cut at offset 0 of a long recording (silence
+            # from background noise) must not read the whole file.
             audio = read_audio(
                 utterance.audio_path,
                 self.sample_rate,
                 offset=utterance.offset,
-                duration=utterance.duration if utterance.offset else None,
+                duration=utterance.duration,
             )
         except AudioError as error:
             return SkippedExample(utterance.id, utterance.audio_path, str(error))
