@@ -21,9 +21,15 @@ class AudioError(ValueError):
     """A file that cannot be used as audio: unreadable, empty, truncated or corrupt."""
 
 
-def _why(error: Exception) -> str:
-    """libsndfile's reason without the path it repeats (the caller names the file once)."""
-    return str(getattr(error, "error_string", None) or error).strip().rstrip(".")
+def _audio_error(what: str, path: Path, error: Exception) -> AudioError:
+    """An :class:`AudioError` with libsndfile's reason, without the path it repeats.
+
+    The file is looked for only once a read has failed, so the decode path pays no extra stat.
+    """
+    if not path.is_file():
+        return AudioError("missing: no such file")
+    reason = str(getattr(error, "error_string", None) or error).strip().rstrip(".")
+    return AudioError(f"{what}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -67,12 +73,10 @@ def _wav_truncation(path: Path) -> str | None:
 def probe(path: str | Path) -> AudioInfo:
     """Read the header of ``path``; raise :class:`AudioError` for an unusable file."""
     path = Path(path)
-    if not path.is_file():
-        raise AudioError("missing: no such file")
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
-        raise AudioError(f"cannot read audio header: {_why(error)}") from error
+        raise _audio_error("cannot read audio header", path, error) from error
     if info.frames <= 0 or info.samplerate <= 0:
         raise AudioError("empty: the file holds no audio frames")
     reason = _wav_truncation(path)
@@ -108,8 +112,6 @@ def read_audio(
     be decoded or holds no samples in the requested segment.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudioError("missing: no such file")
     try:
         with sf.SoundFile(str(path)) as f:
             native_rate = f.samplerate
@@ -119,7 +121,7 @@ def read_audio(
                 f.seek(start)
             data = f.read(frames=frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
-        raise AudioError(f"cannot decode audio: {_why(error)}") from error
+        raise _audio_error("cannot decode audio", path, error) from error
     if data.shape[0] == 0:
         raise AudioError("empty: no audio samples in the requested segment")
     mono = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
