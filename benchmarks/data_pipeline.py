@@ -99,20 +99,21 @@ def markdown_table(result: dict[str, Any]) -> str:
 def throughput_benchmark(
     data_dir: Path, workers: Sequence[int] = (0, 2), repeats: int = 3
 ) -> list[dict[str, Any]]:
-    """Audio-seconds/s of the datamodule's train loader vs plain soundfile reads (median of runs)."""
-    from speechlab.data.corpora.speech_commands import SpeechCommandsReader
-    from speechlab.data.datamodule import SpeechDataModule
-    from speechlab.data.synth import ensure_mini_commands
+    """Audio-seconds/s of the ``data=mini_commands`` train loader vs plain soundfile reads.
 
-    root = ensure_mini_commands(data_dir / "mini_commands", seed=0, num_speakers=80, repetitions=2)
+    Each rate is the median of ``repeats`` passes over the train split.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    # The corpus and loader settings of `data=mini_commands`, from the config itself.
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose("train", overrides=[f"paths.data_dir={data_dir.resolve()}"])
     rows = []
     for num_workers in workers:
-        datamodule = SpeechDataModule(
-            SpeechCommandsReader(root),
-            cache_dir=data_dir / "manifests",
-            batch_seconds=16,
-            num_workers=num_workers,
-        )
+        datamodule = instantiate(cfg.data, num_workers=num_workers)
+        datamodule.prepare_data()
         datamodule.setup()
         utterances = datamodule.datasets["train"].utterances
         audio_seconds = sum(u.duration for u in utterances)

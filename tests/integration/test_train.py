@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import hydra
 import pytest
 
-from speechlab.data.synth import ensure_mini_commands
 from speechlab.evaluate import load_checkpoint
 from speechlab.evaluate import run as evaluate
 from speechlab.train import run as train
@@ -21,9 +21,10 @@ QUICK = ["trainer.max_epochs=3", "trainer.accelerator=cpu", "callbacks.progress_
 
 
 @pytest.fixture(scope="session")
-def mini_commands(data_dir: Path) -> Path:
-    """The default embedded corpus, generated once for the session."""
-    return ensure_mini_commands(data_dir / "mini_commands", seed=0)
+def mini_commands(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded corpus exactly as ``data=mini_commands`` makes it, generated once."""
+    with composed("train", [f"paths.data_dir={data_dir}"], tmp_path_factory.mktemp("p")) as cfg:
+        return hydra.utils.instantiate(cfg.data.prepare)()
 
 
 def run_cli(script: str, *overrides: str, expect_ok: bool = True) -> subprocess.CompletedProcess:
