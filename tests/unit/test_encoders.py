@@ -1,0 +1,177 @@
+"""Speech encoders: shapes and lengths, padding invariance, they learn CTC, their configs build."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import hydra
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch import nn
+
+from speechlab.nn.encoders import (
+    ConformerEncoder,
+    ConvEncoder,
+    ConvLSTMEncoder,
+    LSTMEncoder,
+    conv_output_lengths,
+)
+from speechlab.nn.encoders.masking import MaskedBatchNorm, time_mask
+from tests.conftest import CONF
+
+N_MELS = 20
+
+# Small instances, so that every test runs in about a second on 2 CPU cores.
+SMALL: dict[str, Callable[[], nn.Module]] = {
+    "cnn": lambda: ConvEncoder(
+        N_MELS, channels=(32, 48), kernel_sizes=(5, 7), stem_channels=32, dropout=0.0
+    ),
+    "cnn_stride4": lambda: ConvEncoder(
+        N_MELS, channels=(32,), kernel_sizes=(5,), repeat=1, stem_channels=32, stride=4
+    ),
+    "lstm": lambda: LSTMEncoder(
+        N_MELS, hidden_size=32, num_layers=2, dropout=0.0, subsampling_channels=(8, 8)
+    ),
+    "conv_lstm": lambda: ConvLSTMEncoder(
+        N_MELS,
+        conv_channels=(8, 8),
+        conv_kernel_sizes=((5, 3), (5, 3)),
+        hidden_size=32,
+        num_layers=2,
+        dropout=0.0,
+    ),
+    "conv_lstm_unidirectional": lambda: ConvLSTMEncoder(
+        N_MELS,
+        conv_channels=(8,),
+        conv_kernel_sizes=((5, 3),),
+        conv_strides=((2, 2),),
+        rnn_type="lstm",
+        hidden_size=32,
+        num_layers=1,
+        bidirectional=False,
+    ),
+    "conformer": lambda: ConformerEncoder(
+        N_MELS,
+        d_model=32,
+        num_heads=2,
+        ffn_dim=64,
+        num_layers=2,
+        depthwise_conv_kernel_size=7,
+        dropout=0.0,
+        subsampling_channels=(8, 8),
+    ),
+}
+
+
+def padded_batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random log-mel-like ``(B, N_MELS, max(lengths))`` with zero padding, and the lengths."""
+    generator = torch.Generator().manual_seed(seed)
+    features = torch.randn(len(lengths), N_MELS, max(lengths), generator=generator)
+    lengths_t = torch.tensor(lengths)
+    return features * time_mask(lengths_t, features), lengths_t
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_shapes_and_output_lengths(name: str):
+    torch.manual_seed(0)
+    encoder = SMALL[name]()
+    features, lengths = padded_batch([61, 40, 17, 1])
+    output, out_lengths = encoder(features, lengths)
+    assert out_lengths.tolist() == encoder.output_lengths(lengths).tolist()
+    assert out_lengths.dtype == torch.int64
+    assert output.shape == (4, int(out_lengths.max()), encoder.output_dim)
+    assert (out_lengths >= 1).all()
+    assert out_lengths[0] == -(-61 // encoder.subsampling)  # "same" padding: ceil(T / stride)
+    assert torch.isfinite(output).all()
+    output.sum().backward()
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_output_does_not_depend_on_padding(name: str):
+    torch.manual_seed(0)
+    encoder = SMALL[name]().eval()
+    features, lengths = padded_batch([37, 80])
+    with torch.no_grad():
+        alone, alone_lengths = encoder(features[:1, :, :37], lengths[:1])
+        batched, batched_lengths = encoder(features, lengths)
+    valid = int(alone_lengths[0])
+    assert batched_lengths[0] == valid
+    torch.testing.assert_close(batched[0, :valid], alone[0, :valid], atol=1e-5, rtol=1e-4)
+    assert (batched[0, valid:] == 0).all()  # padded output frames are zero
+
+
+@pytest.mark.parametrize("name", ["cnn", "lstm", "conv_lstm", "conformer"])
+def test_learns_ctc_on_a_tiny_batch(name: str):
+    torch.manual_seed(0)
+    encoder = SMALL[name]()
+    vocab = 6  # index 0 is the CTC blank
+    head = nn.Linear(encoder.output_dim, vocab)
+    features, lengths = padded_batch([96, 88, 80, 72], seed=1)
+    generator = torch.Generator().manual_seed(2)
+    targets = torch.randint(1, vocab, (4, 5), generator=generator)
+    target_lengths = torch.tensor([5, 4, 5, 3])
+    parameters = [*encoder.parameters(), *head.parameters()]
+    optimizer = torch.optim.Adam(parameters, lr=1e-2)
+    losses = []
+    for _ in range(25):
+        output, out_lengths = encoder(features, lengths)
+        log_probs = head(output).log_softmax(-1).transpose(0, 1)  # (T', B, V)
+        loss = F.ctc_loss(log_probs, targets, out_lengths, target_lengths, zero_infinity=True)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert min(losses[-3:]) < 0.5 * losses[0], losses
+
+
+def test_conv_output_lengths_match_torch():
+    for kernel, stride, padding, dilation in [
+        (3, 2, 1, 1),
+        (11, 2, 5, 1),
+        (5, 3, 0, 2),
+        (4, 4, 2, 1),
+    ]:
+        conv = nn.Conv1d(1, 1, kernel, stride, padding, dilation)
+        shortest = max(1, dilation * (kernel - 1) + 1 - 2 * padding)
+        lengths = torch.arange(shortest, 40)
+        expected = [conv(torch.zeros(1, 1, int(n))).shape[-1] for n in lengths]
+        got = conv_output_lengths(lengths, kernel, stride, padding, dilation)
+        assert got.tolist() == expected
+
+
+def test_masked_batch_norm_ignores_padding_in_training():
+    features, lengths = padded_batch([30, 12])
+    features = features + 3.0 * time_mask(lengths, features)  # nonzero mean on valid frames
+    norm = MaskedBatchNorm(N_MELS)
+    output = norm(features, time_mask(lengths, features))
+    # The same valid frames, concatenated along time without padding.
+    flat = torch.cat([features[i, :, : int(n)] for i, n in enumerate(lengths)], dim=-1)
+    reference = MaskedBatchNorm(N_MELS)
+    expected = reference(flat.unsqueeze(0))
+    got = torch.cat([output[i, :, : int(n)] for i, n in enumerate(lengths)], dim=-1)
+    torch.testing.assert_close(got, expected[0])
+    torch.testing.assert_close(norm.running_mean, reference.running_mean)
+    torch.testing.assert_close(norm.running_var, reference.running_var)
+
+
+ENCODER_CONFIGS = sorted(p.stem for p in (CONF / "model" / "encoder").glob("*.yaml"))
+
+
+def test_every_encoder_has_a_config():
+    assert ENCODER_CONFIGS == ["cnn", "conformer", "conv_lstm", "lstm"]
+
+
+@pytest.mark.parametrize("option", ENCODER_CONFIGS)
+def test_encoder_config_instantiates(option: str):
+    cfg = OmegaConf.load(CONF / "model" / "encoder" / f"{option}.yaml")
+    assert OmegaConf.to_container(cfg)["input_dim"] == "${model.frontend.n_mels}"
+    cfg.input_dim = 40
+    encoder = hydra.utils.instantiate(cfg)
+    features, lengths = padded_batch([50, 23])
+    features = torch.cat([features, features], dim=1)  # 40 mel bands
+    with torch.no_grad():
+        output, out_lengths = encoder.eval()(features, lengths)
+    assert output.shape == (2, -(-50 // encoder.subsampling), encoder.output_dim)
+    assert out_lengths.tolist() == encoder.output_lengths(lengths).tolist()
