@@ -29,7 +29,7 @@ import time
 import uuid
 import wave
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,42 +188,54 @@ def plan_speakers(params: MiniCommandsParams) -> list[Speaker]:
     return speakers
 
 
-# Noise: each generator returns a (n,) float64 signal with unit RMS.
+# Noise: each generator takes (rng, n, sample_rate) and returns a (n,) float64 signal with unit RMS.
+
+NoiseGenerator = Callable[..., np.ndarray]
 
 
 def _shaped_noise(
-    rng: np.random.Generator, n: int, gain: Callable[[np.ndarray], np.ndarray]
+    rng: np.random.Generator,
+    n: int,
+    gain: Callable[[np.ndarray], np.ndarray],
+    sample_rate: int = SAMPLE_RATE,
 ) -> np.ndarray:
     spectrum = np.fft.rfft(rng.standard_normal(n))
-    frequencies = np.fft.rfftfreq(n, d=1.0 / SAMPLE_RATE)
+    frequencies = np.fft.rfftfreq(n, d=1.0 / sample_rate)
     signal = np.fft.irfft(spectrum * gain(np.maximum(frequencies, 1.0)), n)
     return signal / (np.sqrt(np.mean(signal**2)) + 1e-12)
 
 
-def _colored(exponent: float) -> Callable[[np.random.Generator, int], np.ndarray]:
+def _colored(exponent: float) -> NoiseGenerator:
     """Power ~ 1/f**exponent above 20 Hz: 0 white, 1 pink, 2 brown."""
-    return lambda rng, n: _shaped_noise(rng, n, lambda f: (f >= 20.0) * f ** (-exponent / 2))
+
+    def noise(rng: np.random.Generator, n: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+        return _shaped_noise(rng, n, lambda f: (f >= 20.0) * f ** (-exponent / 2), sample_rate)
+
+    return noise
 
 
-def _mains_hum(rng: np.random.Generator, n: int) -> np.ndarray:
-    t = np.arange(n) / SAMPLE_RATE
+def _mains_hum(rng: np.random.Generator, n: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    t = np.arange(n) / sample_rate
     f0 = rng.choice([50.0, 60.0]) * rng.uniform(0.995, 1.005)
     hum = sum(
         np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 2 * np.pi)) / k**1.2 for k in range(1, 9)
     )
-    hum = hum / np.sqrt(np.mean(hum**2)) + 0.1 * _colored(1.0)(rng, n)
+    hum = hum / np.sqrt(np.mean(hum**2)) + 0.1 * _colored(1.0)(rng, n, sample_rate)
     return hum / np.sqrt(np.mean(hum**2))
 
 
-def _running_tap(rng: np.random.Generator, n: int) -> np.ndarray:
+def _running_tap(rng: np.random.Generator, n: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Band-passed hiss (about 0.5-6 kHz) with a fast random amplitude flutter."""
-    hiss = _shaped_noise(rng, n, lambda f: np.exp(-0.5 * (np.log(f / 1800.0) / 0.9) ** 2))
-    flutter = _shaped_noise(rng, n, lambda f: (f < 12.0).astype(float))
+    hiss = _shaped_noise(
+        rng, n, lambda f: np.exp(-0.5 * (np.log(f / 1800.0) / 0.9) ** 2), sample_rate
+    )
+    flutter = _shaped_noise(rng, n, lambda f: (f < 12.0).astype(float), sample_rate)
     tap = hiss * np.clip(1.0 + 0.35 * flutter, 0.2, None)
     return tap / np.sqrt(np.mean(tap**2))
 
 
-NOISES: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
+#: ``kind -> generator(rng, n, sample_rate=16000)``.
+NOISES: dict[str, NoiseGenerator] = {
     "white_noise": _colored(0.0),
     "pink_noise": _colored(1.0),
     "brown_noise": _colored(2.0),
@@ -426,9 +438,9 @@ def generate_mini_commands(
     return root
 
 
-def _read_marker(root: Path) -> dict | None:
+def _read_marker(root: Path, marker_name: str = MARKER_NAME) -> dict | None:
     try:
-        return json.loads((root / MARKER_NAME).read_text(encoding="utf-8"))
+        return json.loads((root / marker_name).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
@@ -449,6 +461,64 @@ def _directory_lock(root: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def ensure_generated(
+    root: str | Path,
+    record: dict,
+    generate: Callable[[Path], object],
+    marker_name: str,
+    corpus: str,
+) -> Path:
+    """Return ``root`` holding a generated corpus whose marker file equals ``record``.
+
+    Under a lock beside ``root``: reuse ``root`` when ``root/<marker_name>`` holds ``record``;
+    otherwise call ``generate(directory)`` on a temporary sibling (it must write the marker
+    last) and swap it in by renaming, so an interrupted run never leaves a corpus that looks
+    complete. A non-empty ``root`` without the marker is refused. ``corpus`` names the corpus in
+    messages.
+    """
+    root = Path(root).absolute()
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with _directory_lock(root):
+        existing = _read_marker(root, marker_name)
+        if existing == record:
+            return root
+        if existing is None and root.exists() and any(root.iterdir()):
+            raise FileExistsError(
+                f"{corpus}: {root} exists but has no {marker_name}, so it was not generated "
+                "here (or a direct generate run was cut off); point root at another directory "
+                "or delete this one"
+            )
+        for pattern in (f".{root.name}.partial-*", f".{root.name}.stale-*"):
+            for leftover in root.parent.glob(pattern):  # from runs that were killed
+                shutil.rmtree(leftover, ignore_errors=True)
+        partial = root.parent / f".{root.name}.partial-{uuid.uuid4().hex[:8]}"
+        stale = root.parent / f".{root.name}.stale-{uuid.uuid4().hex[:8]}"
+        try:
+            generate(partial)
+            if _read_marker(partial, marker_name) != record:
+                raise RuntimeError(
+                    f"{corpus}: the generator did not write the expected {marker_name} into "
+                    f"{partial}; this is a bug in the generator"
+                )
+            if root.exists():
+                root.rename(stale)
+            partial.rename(root)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.rmtree(stale, ignore_errors=True)
+    return root
+
+
+def check_params(function: str, params: dict, known: Iterable[str]) -> None:
+    """Raise :class:`TypeError` naming the keys of ``params`` outside ``known``."""
+    known = set(known)
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise TypeError(
+            f"{function}: unknown parameters {unknown}; expected some of {sorted(known)}"
+        )
+
+
 def ensure_mini_commands(root: str | Path, seed: int = 0, **params: object) -> Path:
     """Return ``root`` holding the corpus for these parameters, generating it only if needed.
 
@@ -457,39 +527,15 @@ def ensure_mini_commands(root: str | Path, seed: int = 0, **params: object) -> P
     interrupted run never leaves a corpus that looks complete. ``params`` are the keyword
     arguments of :func:`generate_mini_commands`.
     """
-    root = Path(root).absolute()
     fields = {f.name for f in dataclasses.fields(MiniCommandsParams)} - {"seed"}
-    unknown = sorted(set(params) - fields)
-    if unknown:
-        raise TypeError(
-            f"ensure_mini_commands: unknown parameters {unknown}; expected some of {sorted(fields)}"
-        )
+    check_params("ensure_mini_commands", params, fields)
     wanted = MiniCommandsParams(seed=seed, **params)  # type: ignore[arg-type]
     with Espeak(isolated=True) as engine:  # leaves the process-wide engine untouched
         record = _marker_record(wanted, engine.version)
-
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with _directory_lock(root):
-        existing = _read_marker(root)
-        if existing == record:
-            return root
-        if existing is None and root.exists() and any(root.iterdir()):
-            raise FileExistsError(
-                f"mini Speech Commands: {root} exists but has no {MARKER_NAME}, so it was not "
-                "generated here (or a direct generate_mini_commands run was cut off); point root "
-                "at another directory or delete this one"
-            )
-        for pattern in (f".{root.name}.partial-*", f".{root.name}.stale-*"):
-            for leftover in root.parent.glob(pattern):  # from runs that were killed
-                shutil.rmtree(leftover, ignore_errors=True)
-        partial = root.parent / f".{root.name}.partial-{uuid.uuid4().hex[:8]}"
-        stale = root.parent / f".{root.name}.stale-{uuid.uuid4().hex[:8]}"
-        try:
-            generate_mini_commands(partial, **wanted.as_dict())
-            if root.exists():
-                root.rename(stale)
-            partial.rename(root)
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
-            shutil.rmtree(stale, ignore_errors=True)
-    return root
+    return ensure_generated(
+        root,
+        record,
+        lambda directory: generate_mini_commands(directory, **wanted.as_dict()),
+        MARKER_NAME,
+        "mini Speech Commands",
+    )
