@@ -47,9 +47,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
     checkpoint = load_checkpoint(cfg.ckpt_path)
     recipe = checkpoint[RECIPE_KEY]
     data_cfg = OmegaConf.merge(OmegaConf.create(recipe["data"]), cfg.get("data") or {})
-    data_cfg.labels = recipe["task_inputs"].get("labels")
+    for key in ("labels", "tokenizer"):  # the model's own labels or tokenizer, never retrained
+        if key in recipe["task_inputs"]:
+            data_cfg[key] = recipe["task_inputs"][key]
     task = restore_task(checkpoint)
-    datamodule = build_datamodule(data_cfg, type(task))
+    if cfg.get("decoding"):
+        if not hasattr(task, "set_decoding"):
+            raise ValueError(f"decoding options do not apply to a {type(task).__name__}")
+        task.set_decoding(OmegaConf.to_container(cfg.decoding, resolve=True))
+    datamodule = build_datamodule(data_cfg, task.target_field)
 
     trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[SkippedAudioReport()])
     trainer.test(task, datamodule=datamodule)

@@ -1,8 +1,9 @@
-"""Send figures to every logger that takes images, and keep a PNG in the run dir."""
+"""Send figures and tables to every logger that takes them, and keep a copy in the run dir."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -32,4 +33,35 @@ def log_figure(trainer: L.Trainer, name: str, figure) -> Path:
             elif kind == "MLFlowLogger":
                 logger.experiment.log_figure(logger.run_id, figure, f"{safe}.png")
     plt.close(figure)
+    return path
+
+
+def log_table(
+    trainer: L.Trainer, name: str, columns: Sequence[str], rows: Sequence[Sequence[str]]
+) -> Path:
+    """Log a small text table (e.g. reference/hypothesis pairs) to the loggers that take tables
+    (wandb tables, TensorBoard text, MLflow table artifacts); always written to
+    ``<run dir>/tables/<name>_epoch<E>.tsv``."""
+    safe = name.replace("/", "_")
+    epoch = trainer.current_epoch
+    path = Path(trainer.default_root_dir) / "tables" / f"{safe}_epoch{epoch:03d}.tsv"
+    if not trainer.is_global_zero:
+        return path
+    rows = [[str(v).replace("\t", " ").replace("\n", " ") for v in row] for row in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "\n".join("\t".join(row) for row in [list(columns), *rows]) + "\n", encoding="utf-8"
+    )
+    step = trainer.global_step
+    for logger in trainer.loggers:
+        kind = type(logger).__name__
+        if kind == "WandbLogger":
+            logger.log_text(key=name, columns=list(columns), data=rows, step=step)
+        elif kind == "TensorBoardLogger":
+            header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
+            body = "".join("| " + " | ".join(row) + " |\n" for row in rows)
+            logger.experiment.add_text(name, header + body, global_step=step)
+        elif kind == "MLFlowLogger":
+            table = {column: [row[i] for row in rows] for i, column in enumerate(columns)}
+            logger.experiment.log_table(logger.run_id, table, f"tables/{path.stem}.json")
     return path

@@ -25,9 +25,9 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     return [hydra.utils.instantiate(node) for node in group.values() if node and "_target_" in node]
 
 
-def build_datamodule(data_cfg: DictConfig, task_class: type) -> L.LightningDataModule:
-    """The datamodule for ``data_cfg``, set up for what ``task_class`` learns."""
-    datamodule = hydra.utils.instantiate(data_cfg, target_field=task_class.target_field)
+def build_datamodule(data_cfg: DictConfig, target_field: str) -> L.LightningDataModule:
+    """The datamodule for ``data_cfg``, set up for the task's ``target_field``."""
+    datamodule = hydra.utils.instantiate(data_cfg, target_field=target_field)
     datamodule.prepare_data()
     datamodule.setup()
     return datamodule
@@ -49,9 +49,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
         L.seed_everything(cfg.seed, workers=True)
 
     task_class = hydra.utils.get_class(cfg.model._target_)
-    datamodule = build_datamodule(cfg.data, task_class)
+    datamodule = build_datamodule(cfg.data, task_class.target_field)
     task_inputs = datamodule.task_inputs()
     task = hydra.utils.instantiate(cfg.model, **task_inputs)
+    datamodule.drop_inadmissible(task.check_example)
 
     callbacks = instantiate_group(cfg.get("callbacks"))
     callbacks += [RecipeInCheckpoint(build_recipe(cfg, task_inputs)), SkippedAudioReport()]
@@ -66,6 +67,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     }
     for logger in loggers:
         logger.log_hyperparams(hyperparameters)
+    if trainer.is_global_zero:
+        datamodule.save_target(Path(trainer.default_root_dir))
 
     metrics: dict[str, float] = {}
     if cfg.get("train", True):

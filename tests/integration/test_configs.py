@@ -7,6 +7,7 @@ import lightning as L
 import pytest
 from omegaconf import OmegaConf
 
+from speechlab.text import CharTokenizer
 from speechlab.train import instantiate_group
 from tests.conftest import CONF, composed
 
@@ -27,7 +28,11 @@ def build_all(cfg) -> None:
     task_class = hydra.utils.get_class(cfg.model._target_)
     datamodule = hydra.utils.instantiate(cfg.data, target_field=task_class.target_field)
     assert isinstance(datamodule, L.LightningDataModule)
-    task = hydra.utils.instantiate(cfg.model, labels=["yes", "no", "_unknown_"])
+    if task_class.target_field == "label":
+        inputs = {"labels": ["yes", "no", "_unknown_"]}
+    else:
+        inputs = {"tokenizer": CharTokenizer.train(["yes no up down"]).state()}
+    task = hydra.utils.instantiate(cfg.model, **inputs)
     assert isinstance(task, task_class)
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))

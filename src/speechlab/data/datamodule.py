@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from speechlab.data.collate import collate_examples
@@ -15,12 +17,16 @@ from speechlab.data.corpora.base import SPLITS, CorpusReader
 from speechlab.data.dataset import SpeechDataset
 from speechlab.data.manifest import Manifest, load_or_build_manifest
 from speechlab.data.sampler import DurationBucketSampler
-from speechlab.data.targets import ClassLabels
+from speechlab.data.targets import ClassLabels, TokenTargets
 from speechlab.data.utterance import Utterance
+from speechlab.text import cached_tokenizer, save_tokenizer
 
 log = logging.getLogger(__name__)
 
-TARGET_FIELDS = ("label",)
+TARGET_FIELDS = ("label", "text", "translation")
+
+# (num_samples, target) -> a reason to drop the training example, or None (see SpeechTask.check).
+ExampleCheck = Callable[[int, torch.Tensor], "str | None"]
 
 
 class SpeechDataModule(L.LightningDataModule):
@@ -39,6 +45,9 @@ class SpeechDataModule(L.LightningDataModule):
         prepare: optional callable run once before reading (e.g. generate the embedded corpus).
         labels: the class labels in model order; ``None`` takes them from the reader (or the
             sorted labels of the train split). A restored checkpoint passes its own.
+        tokenizer: for text targets: the tokenizer to train on the train split
+            (``{kind: char}``, ``{kind: bpe|unigram, vocab_size: N}``), or a saved one
+            (a checkpoint passes its own).
         seed: sampler seed (the order also depends on the epoch).
     """
 
@@ -56,6 +65,7 @@ class SpeechDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         prepare: Callable[[], object] | None = None,
         labels: list[str] | None = None,
+        tokenizer: Mapping[str, Any] | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -73,9 +83,10 @@ class SpeechDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.prepare = prepare
         self.fixed_labels = list(labels) if labels is not None else None
+        self.tokenizer_spec = dict(tokenizer) if tokenizer is not None else {"kind": "char"}
         self.seed = seed
         self.manifest: Manifest | None = None
-        self.target: ClassLabels | None = None
+        self.target: ClassLabels | TokenTargets | None = None
         self.datasets: dict[str, SpeechDataset] = {}
         self.dropped: dict[str, Counter] = {}
 
@@ -93,11 +104,28 @@ class SpeechDataModule(L.LightningDataModule):
             return
         if self.manifest is None:
             self.manifest = load_or_build_manifest(self.reader, self.cache_dir)
-        self.target = ClassLabels(self._labels(self.manifest))
+        self.target = self._build_target(self.manifest)
         for split in SPLITS:
             kept = self._filter(split, self.manifest.splits[split])
             self.datasets[split] = SpeechDataset(kept, self.sample_rate, self.target)
         self._report()
+
+    def _build_target(self, manifest: Manifest) -> ClassLabels | TokenTargets:
+        if self.target_field == "label":
+            return ClassLabels(self._labels(manifest))
+        texts = [
+            text
+            for utterance in manifest.splits["train"]
+            if (text := getattr(utterance, self.target_field))
+        ]
+        if not texts:
+            raise ValueError(
+                f"the train split of {self.reader.name} at {self.reader.root} has no "
+                f"{self.target_field} to train a tokenizer on; this task needs a corpus with "
+                f"{self.target_field} (common_voice, mini_voice, fsdd, speech_commands ...)"
+            )
+        tokenizer = cached_tokenizer(self.tokenizer_spec, texts, manifest.directory)
+        return TokenTargets(tokenizer, self.target_field)
 
     def _labels(self, manifest: Manifest) -> list[str]:
         if self.fixed_labels is not None:
@@ -111,16 +139,43 @@ class SpeechDataModule(L.LightningDataModule):
         dropped: Counter = Counter()
         kept = []
         for utterance in utterances:
-            if getattr(utterance, self.target_field) is None:
-                dropped[f"no {self.target_field}"] += 1
-            elif not self.target.accepts(utterance):
-                dropped[f"{self.target_field} outside the label set"] += 1
+            problem = self.target.problem(utterance)
+            if problem is not None:
+                dropped[problem] += 1
             elif self.max_duration is not None and utterance.duration > self.max_duration:
                 dropped[f"longer than max_duration={self.max_duration}s"] += 1
             else:
                 kept.append(utterance)
         self.dropped[split] = dropped
         return kept
+
+    def drop_inadmissible(self, check: ExampleCheck, split: str = "train") -> int:
+        """Drop the ``split`` examples ``check(num_samples, target)`` rejects, counting each
+        reason (e.g. CTC: fewer encoder frames than the label needs). Returns how many."""
+        if not self.datasets:
+            self.setup()
+        dataset = self.datasets[split]
+        kept = []
+        dropped: Counter = Counter()
+        for utterance in dataset.utterances:
+            problem = check(round(utterance.duration * self.sample_rate), dataset.target(utterance))
+            if problem is None:
+                kept.append(utterance)
+            else:
+                dropped[problem] += 1
+        dataset.utterances = kept
+        self.dropped.setdefault(split, Counter()).update(dropped)
+        total = sum(dropped.values())
+        if total and (self.trainer is None or self.trainer.global_rank == 0):
+            reasons = ", ".join(f"{n} {why}" for why, n in dropped.items())
+            log.warning("%s: dropped %d utterance(s) before training: %s", split, total, reasons)
+        return total
+
+    def save_target(self, directory: Path) -> Path | None:
+        """Write the tokenizer (``tokenizer.json``) into ``directory``, for text targets."""
+        if isinstance(self.target, TokenTargets):
+            return save_tokenizer(self.target.tokenizer, Path(directory) / "tokenizer.json")
+        return None
 
     def _report(self) -> None:
         if self.trainer is not None and self.trainer.global_rank != 0:
@@ -149,11 +204,17 @@ class SpeechDataModule(L.LightningDataModule):
     def labels(self) -> list[str]:
         if self.target is None:
             self.setup()
-        assert self.target is not None
+        if not isinstance(self.target, ClassLabels):
+            raise AttributeError(f"a {self.target_field} target has no class labels")
         return self.target.labels
 
     def task_inputs(self) -> dict[str, object]:
-        """What the task's constructor needs from the data (plain data, stored in checkpoints)."""
+        """What the task's constructor needs from the data (plain data, stored in checkpoints):
+        ``labels`` for classification, ``tokenizer`` (its saved state) for text targets."""
+        if not self.datasets:
+            self.setup()
+        if isinstance(self.target, TokenTargets):
+            return {"tokenizer": self.target.tokenizer.state()}
         return {"labels": list(self.labels)}
 
     # -- loaders ---------------------------------------------------------------------------

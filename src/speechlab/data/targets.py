@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from speechlab.data.utterance import Utterance
+from speechlab.text import Tokenizer
 
 
 class ClassLabels:
@@ -20,9 +21,34 @@ class ClassLabels:
         self.labels = list(labels)
         self.index = {label: i for i, label in enumerate(self.labels)}
 
-    def accepts(self, utterance: Utterance) -> bool:
-        return utterance.label in self.index
+    def problem(self, utterance: Utterance) -> str | None:
+        """Why ``utterance`` cannot be a target (a reason to count), or ``None``."""
+        if utterance.label is None:
+            return "no label"
+        if utterance.label not in self.index:
+            return "label outside the label set"
+        return None
 
     def __call__(self, utterance: Utterance) -> torch.Tensor:
         """A scalar ``int64`` tensor."""
         return torch.tensor(self.index[utterance.label], dtype=torch.long)
+
+
+class TokenTargets:
+    """Maps a text field (``text`` or ``translation``) to token ids ``(L,)`` with ``tokenizer``."""
+
+    def __init__(self, tokenizer: Tokenizer, field: str = "text") -> None:
+        self.tokenizer = tokenizer
+        self.field = field
+
+    def problem(self, utterance: Utterance) -> str | None:
+        text = getattr(utterance, self.field)
+        if text is None or not text.strip():
+            return f"no {self.field}"
+        if self.tokenizer.unknown(text):
+            return f"{self.field} with symbols outside the tokenizer's vocabulary"
+        return None
+
+    def __call__(self, utterance: Utterance) -> torch.Tensor:
+        """``(L,)`` int64 token ids."""
+        return torch.tensor(self.tokenizer.encode(getattr(utterance, self.field)), dtype=torch.long)

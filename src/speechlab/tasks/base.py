@@ -51,6 +51,11 @@ class SpeechTask(L.LightningModule):
         self.monitor = monitor
         self.monitor_mode = monitor_mode
 
+    def check_example(self, num_samples: int, target: torch.Tensor) -> str | None:
+        """Why a training example of ``num_samples`` audio samples and ``target`` cannot be
+        learned (a reason the datamodule counts when it drops it), or ``None``."""
+        return None
+
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
         if len(batch) == 0:
             return batch

@@ -1,0 +1,188 @@
+"""The ``speechlab`` command: use trained checkpoints and build decoding resources.
+
+speechlab transcribe CKPT AUDIO...          one "<path>\\t<text>" line per file
+speechlab build-lm TRANSCRIPTS -o lm.arpa   word n-gram LM (+ lexicon) for beam search
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+log = logging.getLogger("speechlab")
+
+
+def _load_task(ckpt: str, device: str, decoding: dict[str, object]):
+    from speechlab.evaluate import load_checkpoint, restore_task
+
+    task = restore_task(load_checkpoint(ckpt))
+    if not hasattr(task, "transcribe"):
+        raise SystemExit(
+            f"speechlab transcribe: {ckpt} holds a {type(task).__name__}, which does not "
+            "transcribe; pass a checkpoint of a recognition model (model=ctc_*, las)"
+        )
+    if decoding:
+        task.set_decoding(decoding)
+    return task.to(device)
+
+
+def transcribe(args: argparse.Namespace) -> int:
+    """Print one ``<path>\\t<transcript>`` line per readable file, in order; each unreadable
+    file gets one line on stderr and a non-zero exit status, and the others still come out."""
+    import torch
+
+    from speechlab.audio import AudioError, read_audio
+
+    decoding = {
+        key: value
+        for key, value in {
+            "kind": args.decoding,
+            "beam_size": args.beam_size,
+            "lm": args.lm,
+            "lexicon": args.lexicon,
+            "lm_weight": args.lm_weight,
+        }.items()
+        if value is not None
+    }
+    if ("lm" in decoding or "lexicon" in decoding) and decoding.get("kind") is None:
+        decoding["kind"] = "beam"
+    task = _load_task(args.checkpoint, args.device, decoding)
+    sample_rate = task.frontend.sample_rate
+    failures = 0
+    for path in args.audio:
+        try:
+            audio = read_audio(path, sample_rate)
+        except (AudioError, OSError) as error:
+            failures += 1
+            print(f"{path}\tcannot read: {error}", file=sys.stderr, flush=True)
+            continue
+        batch = audio.unsqueeze(0).to(args.device)
+        lengths = torch.tensor([audio.numel()], device=args.device)
+        (text,) = task.transcribe(batch, lengths)
+        print(f"{path}\t{text}", flush=True)
+    return 1 if failures else 0
+
+
+def build_lm(args: argparse.Namespace) -> int:
+    """Write an ARPA n-gram LM (interpolated Kneser-Ney) and a lexicon for beam search.
+
+    With ``--ckpt``, the transcripts are the (normalised) train split of the checkpoint's corpus
+    and the lexicon is spelled with its tokenizer. A word LM is decoded with the lexicon;
+    ``--unit token`` writes an LM over the tokenizer's symbols for lexicon-free decoding.
+    """
+    from speechlab.decoding.ngram import build_arpa, spell_sentences, write_lexicon
+
+    tokenizer, train_texts = _checkpoint_text(args.ckpt) if args.ckpt else (None, [])
+    sentences = (
+        _read_transcripts(args.transcripts, args.column) if args.transcripts else train_texts
+    )
+    if not sentences:
+        raise SystemExit(
+            "speechlab build-lm: no transcripts; pass a transcript file or --ckpt <checkpoint> "
+            "(whose corpus's train split is then used)"
+        )
+    if tokenizer is None and (args.unit == "token" or args.lexicon):
+        raise SystemExit(
+            "speechlab build-lm: --lexicon and --unit token need --ckpt <checkpoint> (its "
+            "tokenizer spells the words)"
+        )
+    if args.unit == "token":
+        units = spell_sentences(sentences, tokenizer.spell, tokenizer.word_delimiter)
+        path = build_arpa(units, args.output, order=args.order)
+    else:
+        path = build_arpa(sentences, args.output, order=args.order)
+    print(f"wrote {path} ({args.order}-gram over {args.unit}s, {len(sentences)} sentences)")
+    if args.lexicon:
+        words = sorted({word for sentence in sentences for word in sentence.split()})
+        write_lexicon(words, tokenizer.spell, args.lexicon, word_delimiter=tokenizer.word_delimiter)
+        print(f"wrote {args.lexicon} ({len(words)} words)")
+    return 0
+
+
+def _checkpoint_text(ckpt: str):
+    """The tokenizer of ``ckpt`` and the normalised train transcripts of its corpus."""
+    from omegaconf import OmegaConf
+
+    from speechlab.callbacks import RECIPE_KEY
+    from speechlab.evaluate import load_checkpoint
+    from speechlab.text import load_tokenizer
+    from speechlab.train import build_datamodule
+
+    recipe = load_checkpoint(ckpt)[RECIPE_KEY]
+    state = recipe["task_inputs"].get("tokenizer")
+    if state is None:
+        raise SystemExit(f"speechlab build-lm: {ckpt} has no tokenizer (not a recognizer)")
+    data_cfg = OmegaConf.create(recipe["data"])
+    data_cfg.tokenizer = state
+    datamodule = build_datamodule(data_cfg, target_field="text")
+    texts = [u.text for u in datamodule.datasets["train"].utterances if u.text]
+    return load_tokenizer(state), texts
+
+
+def _read_transcripts(path: str, column: str | None) -> list[str]:
+    """Sentences of a text file (one per line), a manifest ``.jsonl`` (the ``text`` field) or a
+    ``.tsv`` with a header (``column``, default ``sentence``)."""
+    import csv
+    import json
+
+    source = Path(path)
+    if not source.is_file():
+        raise SystemExit(f"speechlab build-lm: no transcript file at {source}")
+    with source.open(encoding="utf-8") as f:
+        if source.suffix == ".jsonl":
+            rows = (json.loads(line).get(column or "text") for line in f if line.strip())
+            return [row for row in rows if row]
+        if source.suffix == ".tsv":
+            reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+            return [row[column or "sentence"] for row in reader if row.get(column or "sentence")]
+        return [line.strip() for line in f if line.strip()]
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="speechlab", description=__doc__.split("\n")[0])
+    commands = main.add_subparsers(dest="command", required=True)
+
+    t = commands.add_parser("transcribe", help="transcribe audio files with a checkpoint")
+    t.add_argument("checkpoint", help="a .ckpt written by train.py (model=ctc_*, las)")
+    t.add_argument("audio", nargs="+", help="audio files: WAV/FLAC/OGG/MP3, any rate, any channels")
+    t.add_argument("--decoding", choices=("greedy", "beam"), help="override the checkpoint's")
+    t.add_argument("--beam-size", type=int)
+    t.add_argument("--lm", help="ARPA/KenLM n-gram file (implies --decoding beam)")
+    t.add_argument("--lexicon", help="lexicon file for beam search")
+    t.add_argument("--lm-weight", type=float)
+    t.add_argument("--device", default="cpu")
+    t.set_defaults(run=transcribe)
+
+    b = commands.add_parser("build-lm", help="build a word n-gram LM from transcripts")
+    b.add_argument(
+        "transcripts",
+        nargs="?",
+        help="text file (a sentence per line), manifest .jsonl or corpus .tsv; default: the "
+        "train split of --ckpt's corpus",
+    )
+    b.add_argument("--ckpt", help="a recognizer checkpoint: its tokenizer and train transcripts")
+    b.add_argument("-o", "--output", required=True, help="ARPA file to write")
+    b.add_argument("--order", type=int, default=3)
+    b.add_argument(
+        "--unit",
+        choices=("word", "token"),
+        default="word",
+        help="word LM (decode with --lexicon) or token LM (lexicon-free decoding)",
+    )
+    b.add_argument("--column", help="field of .jsonl (text) / column of .tsv (sentence)")
+    b.add_argument("--lexicon", help="also write a lexicon of the transcripts' words here")
+    b.set_defaults(run=build_lm)
+    return main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Speech recognition with connectionist temporal classification (CTC)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.text import CharErrorRate, WordErrorRate
+
+from speechlab.data.collate import Batch
+from speechlab.features import frame_lengths
+from speechlab.logging import log_table
+from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
+from speechlab.text import load_tokenizer
+
+Decoder = Callable[[torch.Tensor, torch.Tensor], list[list[int]]]
+DECODING_KINDS = ("greedy", "beam")
+
+
+def ctc_required_frames(target: torch.Tensor) -> int:
+    """Fewest CTC frames that can emit ``target`` ``(L,)``: one per label, plus a blank between
+    each pair of equal neighbours."""
+    if target.numel() == 0:
+        return 0
+    return int(target.numel() + (target[1:] == target[:-1]).sum())
+
+
+def build_ctc_decoder(decoding: Mapping[str, Any], tokens: list[str], word_delimiter) -> Decoder:
+    """``{kind: greedy}`` or ``{kind: beam, beam_size, lexicon, lm, lm_weight, word_score, ...}``
+    -> ``(log_probs (B, T, V), lengths (B,)) -> token ids per utterance``."""
+    from speechlab.decoding.ctc import BeamSearchCTCDecoder, GreedyCTCDecoder
+
+    options = dict(decoding)
+    kind = options.pop("kind", "greedy")
+    if kind == "greedy":
+        return GreedyCTCDecoder(blank=0)
+    if kind == "beam":
+        options.setdefault("word_delimiter", word_delimiter)
+        return BeamSearchCTCDecoder(tokens=tokens, blank=0, **options)
+    raise ValueError(f"model.decoding.kind must be one of {DECODING_KINDS}, got {kind!r}")
+
+
+class CTCTask(SpeechTask):
+    """Frontend -> encoder ``(B, T', D)`` -> linear head over the tokens -> CTC.
+
+    The loss is computed in float32 even under mixed precision, with ``zero_infinity``.
+    Validation decodes greedily every epoch (WER, CER and a table of sample pairs); test and
+    :meth:`transcribe` use ``decoding`` (greedy, or beam search with optional lexicon and n-gram
+    LM). Test keeps ``(id, reference, hypothesis)`` rows in :attr:`predictions`.
+
+    Args:
+        tokenizer: a saved tokenizer (``Tokenizer.state()``), given by the datamodule.
+        decoding: decoder options, see :func:`build_ctc_decoder`.
+        num_logged_samples: reference/hypothesis pairs logged per validation epoch.
+    """
+
+    target_field = "text"
+
+    def __init__(
+        self,
+        frontend: nn.Module,
+        encoder: nn.Module,
+        tokenizer: Mapping[str, Any],
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        augment: nn.Module | None = None,
+        decoding: Mapping[str, Any] | None = None,
+        num_logged_samples: int = 8,
+        monitor: str = "val/cer",
+        monitor_mode: str = "min",
+    ) -> None:
+        super().__init__(frontend, optimizer, scheduler, augment, monitor, monitor_mode)
+        self.tokenizer = load_tokenizer(tokenizer)
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.output_dim, self.tokenizer.vocab_size)
+        self.decoding = dict(decoding or {"kind": "greedy"})
+        self.num_logged_samples = num_logged_samples
+        self._decoder: Decoder | None = None
+        self.wer = nn.ModuleDict({split: WordErrorRate() for split in ("val", "test")})
+        self.cer = nn.ModuleDict({split: CharErrorRate() for split in ("val", "test")})
+        self.samples: list[tuple[str, str, str]] = []
+        self.predictions: list[tuple[str, str, str]] = []
+
+    # -- model --------------------------------------------------------------------------------
+    def forward(
+        self, features: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features ``(B, n_mels, F)`` -> float32 log-probs ``(B, T', V)`` and lengths ``(B,)``."""
+        encoded, encoded_lengths = self.encoder(features, lengths)
+        logits = self.head(encoded)
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            log_probs = logits.float().log_softmax(dim=-1)
+        return log_probs, encoded_lengths
+
+    def output_frames(self, num_samples: int) -> int:
+        """Encoder frames for a clip of ``num_samples`` samples."""
+        frames = frame_lengths(torch.tensor([num_samples]), self.frontend.hop_length)
+        return int(self.encoder.output_lengths(frames)[0])
+
+    def check_example(self, num_samples: int, target: torch.Tensor) -> str | None:
+        if self.output_frames(num_samples) < ctc_required_frames(target):
+            return "subsampled length shorter than the label (CTC cannot emit it)"
+        return None
+
+    def set_decoding(self, options: Mapping[str, Any]) -> None:
+        """Update the decoding options (e.g. ``{"kind": "beam", "lm": "lm.arpa"}``)."""
+        self.decoding = {**self.decoding, **options}
+        self._decoder = None
+
+    @property
+    def decoder(self) -> Decoder:
+        if self._decoder is None:
+            self._decoder = build_ctc_decoder(
+                self.decoding, self.tokenizer.tokens, self.tokenizer.word_delimiter
+            )
+        return self._decoder
+
+    def _texts(self, sequences: list[list[int]]) -> list[str]:
+        return [self.tokenizer.decode(ids) for ids in sequences]
+
+    @torch.no_grad()
+    def transcribe(self, audio: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        """Waveforms ``(B, T)`` at the frontend's rate with sample counts ``(B,)`` -> texts."""
+        features, feature_lengths = self.frontend(audio, lengths)
+        log_probs, out_lengths = self(features, feature_lengths)
+        return self._texts(self.decoder(log_probs.cpu(), out_lengths.cpu()))
+
+    # -- steps --------------------------------------------------------------------------------
+    def _loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        log_probs, lengths = self(batch.features, batch.feature_lengths)
+        with torch.autocast(device_type=log_probs.device.type, enabled=False):
+            loss = F.ctc_loss(
+                log_probs.transpose(0, 1),
+                batch.targets,
+                lengths,
+                batch.target_lengths,
+                blank=0,
+                reduction="mean",
+                zero_infinity=True,
+            )
+        return loss, log_probs, lengths
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
+        if len(batch) == 0:
+            return None
+        loss, _, _ = self._loss(batch)
+        self.log("train/loss", loss, batch_size=len(batch), prog_bar=True)
+        return loss
+
+    def _evaluate(self, batch: Batch, split: str) -> list[tuple[str, str, str]]:
+        loss, log_probs, lengths = self._loss(batch)
+        decoder = GREEDY if split == "val" else self.decoder
+        hypotheses = self._texts(decoder(log_probs.detach().cpu(), lengths.cpu()))
+        references = [
+            self.tokenizer.decode(target[:length].tolist())
+            for target, length in zip(batch.targets, batch.target_lengths, strict=True)
+        ]
+        self.wer[split](hypotheses, references)
+        self.cer[split](hypotheses, references)
+        size = len(batch)
+        self.log(f"{split}/loss", loss, batch_size=size, sync_dist=True)
+        self.log(f"{split}/wer", self.wer[split], batch_size=size, prog_bar=True)
+        self.log(f"{split}/cer", self.cer[split], batch_size=size, prog_bar=True)
+        return list(zip(batch.ids, references, hypotheses, strict=True))
+
+    def on_validation_epoch_start(self) -> None:
+        self.samples = []
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        if len(batch) == 0:
+            return
+        rows = self._evaluate(batch, "val")
+        self.samples.extend(rows[: max(0, self.num_logged_samples - len(self.samples))])
+
+    def on_validation_epoch_end(self) -> None:
+        if self.samples and not self.trainer.sanity_checking:
+            log_table(self.trainer, "val/samples", ["id", "reference", "hypothesis"], self.samples)
+
+    def on_test_epoch_start(self) -> None:
+        self.predictions = []
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        if len(batch) == 0:
+            return
+        self.predictions.extend(self._evaluate(batch, "test"))
+
+
+def _greedy(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+    from speechlab.decoding.ctc import greedy_decode
+
+    return greedy_decode(log_probs, lengths, blank=0)
+
+
+GREEDY: Decoder = _greedy
