@@ -17,13 +17,15 @@ from speechlab.evaluate import run as evaluate
 from speechlab.train import run as train
 from tests.conftest import REPO, composed
 
-QUICK = ["trainer.max_epochs=3", "trainer.accelerator=cpu", "callbacks.progress_bar=null"]
+KWS = ["model=kws_cnn", "data=mini_commands"]
+QUICK = [*KWS, "trainer.max_epochs=3", "trainer.accelerator=cpu", "callbacks.progress_bar=null"]
 
 
 @pytest.fixture(scope="session")
 def mini_commands(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The embedded corpus exactly as ``data=mini_commands`` makes it, generated once."""
-    with composed("train", [f"paths.data_dir={data_dir}"], tmp_path_factory.mktemp("p")) as cfg:
+    overrides = [*KWS, f"paths.data_dir={data_dir}"]
+    with composed("train", overrides, tmp_path_factory.mktemp("p")) as cfg:
         return hydra.utils.instantiate(cfg.data.prepare)()
 
 
@@ -84,6 +86,7 @@ def test_corrupt_audio_is_skipped_counted_and_listed_once(mini_commands, tmp_pat
     logs = tmp_path / "logs"
     run_cli(
         "train.py",
+        *KWS,
         f"data.reader.root={corpus}",
         "data.prepare=null",
         f"paths.data_dir={tmp_path / 'data'}",
@@ -104,6 +107,7 @@ def test_multirun_writes_one_dir_per_job(mini_commands, data_dir, tmp_path):
     run_cli(
         "train.py",
         "-m",
+        *KWS,
         f"paths.data_dir={data_dir}",
         f"paths.log_dir={logs}",
         "debug=limit",
@@ -125,9 +129,10 @@ def test_help_lists_groups_and_cfg_job_prints_the_config():
     helped = run_cli("train.py", "--help").stdout
     for group in ("data:", "model:", "trainer:", "logger:", "experiment:", "debug:"):
         assert group in helped
-    assert "mini_commands" in helped and "kws_cnn" in helped
+    assert "mini_voice" in helped and "ctc_lstm" in helped and "kws_cnn" in helped
     job = run_cli("train.py", "--cfg", "job").stdout
-    assert "_target_: speechlab.tasks.kws.KeywordSpottingTask" in job
+    assert "_target_: speechlab.tasks.ctc.CTCTask" in job  # the default recipe
+    assert "_target_: speechlab.nn.encoders.LSTMEncoder" in job
 
 
 def test_unknown_choice_lists_the_valid_ones():

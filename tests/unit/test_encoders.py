@@ -160,7 +160,7 @@ ENCODER_CONFIGS = sorted(p.stem for p in (CONF / "model" / "encoder").glob("*.ya
 
 
 def test_every_encoder_has_a_config():
-    assert ENCODER_CONFIGS == ["cnn", "conformer", "conv_lstm", "lstm"]
+    assert ENCODER_CONFIGS == ["cnn", "conformer", "conv_lstm", "lstm", "pyramidal_lstm"]
 
 
 @pytest.mark.parametrize("option", ENCODER_CONFIGS)
