@@ -58,9 +58,9 @@ def emissions(task, datamodule) -> tuple[list[tuple[torch.Tensor, torch.Tensor]]
     return batches, references, elapsed
 
 
-def decode_all(decoder, batches, tokenizer) -> tuple[list[str], float]:
+def decode_all(decoder, batches) -> tuple[list[str], float]:
     started = time.perf_counter()
-    texts = [tokenizer.decode(ids) for lp, n in batches for ids in decoder(lp, n)]
+    texts = [text for log_probs, lengths in batches for text in decoder(log_probs, lengths)]
     return texts, time.perf_counter() - started
 
 
@@ -111,8 +111,8 @@ def main() -> None:
         batches, references, model_time = emissions(task, datamodule)
         model_times.append(model_time)
         for name, options in decoders.items():
-            decoder = build_ctc_decoder(options, tokenizer.tokens, tokenizer.word_delimiter)
-            texts, seconds = decode_all(decoder, batches, tokenizer)
+            decoder = build_ctc_decoder(options, tokenizer)
+            texts, seconds = decode_all(decoder, batches)
             results[name].append(seconds)
             scores[name] = (
                 float(WordErrorRate()(texts, references)),

@@ -18,7 +18,10 @@ log = logging.getLogger("speechlab")
 def _load_task(ckpt: str, device: str, decoding: dict[str, object]):
     from speechlab.evaluate import load_checkpoint, restore_task
 
-    task = restore_task(load_checkpoint(ckpt))
+    try:
+        task = restore_task(load_checkpoint(ckpt))
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"speechlab transcribe: {error}") from None
     if not hasattr(task, "transcribe"):
         raise SystemExit(
             f"speechlab transcribe: {ckpt} holds a {type(task).__name__}, which does not "

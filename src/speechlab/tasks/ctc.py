@@ -14,9 +14,10 @@ from speechlab.data.collate import Batch
 from speechlab.features import frame_lengths
 from speechlab.logging import log_table
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
-from speechlab.text import load_tokenizer
+from speechlab.text import Tokenizer, load_tokenizer
 
-Decoder = Callable[[torch.Tensor, torch.Tensor], list[list[int]]]
+# (log_probs (B, T, V), lengths (B,)) -> B texts
+TextDecoder = Callable[[torch.Tensor, torch.Tensor], list[str]]
 DECODING_KINDS = ("greedy", "beam")
 
 
@@ -28,19 +29,26 @@ def ctc_required_frames(target: torch.Tensor) -> int:
     return int(target.numel() + (target[1:] == target[:-1]).sum())
 
 
-def build_ctc_decoder(decoding: Mapping[str, Any], tokens: list[str], word_delimiter) -> Decoder:
+def build_ctc_decoder(decoding: Mapping[str, Any], tokenizer: Tokenizer) -> TextDecoder:
     """``{kind: greedy}`` or ``{kind: beam, beam_size, lexicon, lm, lm_weight, word_score, ...}``
-    -> ``(log_probs (B, T, V), lengths (B,)) -> token ids per utterance``."""
+    -> ``(log_probs (B, T, V), lengths (B,)) -> texts``. With a lexicon, the text is the beam's
+    words (a word cut off at the end of the audio is not spelled out)."""
     from speechlab.decoding.ctc import BeamSearchCTCDecoder, GreedyCTCDecoder
 
     options = dict(decoding)
     kind = options.pop("kind", "greedy")
     if kind == "greedy":
-        return GreedyCTCDecoder(blank=0)
-    if kind == "beam":
-        options.setdefault("word_delimiter", word_delimiter)
-        return BeamSearchCTCDecoder(tokens=tokens, blank=0, **options)
-    raise ValueError(f"model.decoding.kind must be one of {DECODING_KINDS}, got {kind!r}")
+        greedy = GreedyCTCDecoder(blank=0)
+        return lambda log_probs, lengths: [tokenizer.decode(i) for i in greedy(log_probs, lengths)]
+    if kind != "beam":
+        raise ValueError(f"model.decoding.kind must be one of {DECODING_KINDS}, got {kind!r}")
+    options.setdefault("word_delimiter", tokenizer.word_delimiter)
+    beam = BeamSearchCTCDecoder(tokens=tokenizer.tokens, blank=0, **options)
+    if options.get("lexicon"):
+        return lambda log_probs, lengths: [
+            " ".join(hyp.words) for hyp in beam.decode(log_probs, lengths)
+        ]
+    return lambda log_probs, lengths: [tokenizer.decode(i) for i in beam(log_probs, lengths)]
 
 
 class CTCTask(SpeechTask):
@@ -78,7 +86,8 @@ class CTCTask(SpeechTask):
         self.head = nn.Linear(encoder.output_dim, self.tokenizer.vocab_size)
         self.decoding = dict(decoding or {"kind": "greedy"})
         self.num_logged_samples = num_logged_samples
-        self._decoder: Decoder | None = None
+        self._decoder: TextDecoder | None = None
+        self._greedy = build_ctc_decoder({"kind": "greedy"}, self.tokenizer)
         self.wer = nn.ModuleDict({split: WordErrorRate() for split in ("val", "test")})
         self.cer = nn.ModuleDict({split: CharErrorRate() for split in ("val", "test")})
         self.samples: list[tuple[str, str, str]] = []
@@ -111,22 +120,17 @@ class CTCTask(SpeechTask):
         self._decoder = None
 
     @property
-    def decoder(self) -> Decoder:
+    def decoder(self) -> TextDecoder:
         if self._decoder is None:
-            self._decoder = build_ctc_decoder(
-                self.decoding, self.tokenizer.tokens, self.tokenizer.word_delimiter
-            )
+            self._decoder = build_ctc_decoder(self.decoding, self.tokenizer)
         return self._decoder
-
-    def _texts(self, sequences: list[list[int]]) -> list[str]:
-        return [self.tokenizer.decode(ids) for ids in sequences]
 
     @torch.no_grad()
     def transcribe(self, audio: torch.Tensor, lengths: torch.Tensor) -> list[str]:
         """Waveforms ``(B, T)`` at the frontend's rate with sample counts ``(B,)`` -> texts."""
         features, feature_lengths = self.frontend(audio, lengths)
         log_probs, out_lengths = self(features, feature_lengths)
-        return self._texts(self.decoder(log_probs.cpu(), out_lengths.cpu()))
+        return self.decoder(log_probs.cpu(), out_lengths.cpu())
 
     # -- steps --------------------------------------------------------------------------------
     def _loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -152,8 +156,8 @@ class CTCTask(SpeechTask):
 
     def _evaluate(self, batch: Batch, split: str) -> list[tuple[str, str, str]]:
         loss, log_probs, lengths = self._loss(batch)
-        decoder = GREEDY if split == "val" else self.decoder
-        hypotheses = self._texts(decoder(log_probs.detach().cpu(), lengths.cpu()))
+        decoder = self._greedy if split == "val" else self.decoder
+        hypotheses = decoder(log_probs.detach().cpu(), lengths.cpu())
         references = [
             self.tokenizer.decode(target[:length].tolist())
             for target, length in zip(batch.targets, batch.target_lengths, strict=True)
@@ -186,12 +190,3 @@ class CTCTask(SpeechTask):
         if len(batch) == 0:
             return
         self.predictions.extend(self._evaluate(batch, "test"))
-
-
-def _greedy(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
-    from speechlab.decoding.ctc import greedy_decode
-
-    return greedy_decode(log_probs, lengths, blank=0)
-
-
-GREEDY: Decoder = _greedy
