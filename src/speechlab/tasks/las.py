@@ -1,0 +1,516 @@
+"""Speech recognition with Listen, Attend and Spell (Chan et al., 2016), trained jointly with CTC.
+
+The encoder ("listener") reads the features, an attention LSTM decoder ("speller") spells the
+transcript token by token, and an optional linear CTC head over the same encoder frames adds a
+CTC loss (joint CTC-attention training, Watanabe et al., 2017): it pushes the attention towards
+monotonic alignments early in training and, at decoding, the CTC prefix score keeps the beam
+search from skipping, repeating or ending a transcript too soon.
+
+Token convention (see :mod:`speechlab.nn.speller`): id 0 is the CTC blank and the speller's
+``<sos>``/``<eos>``, so the CTC head and the speller share the tokenizer's vocabulary.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.text import CharErrorRate, WordErrorRate
+
+from speechlab.data.collate import Batch
+from speechlab.decoding.attention import (
+    FusionLM,
+    TokenNGramLM,
+    WordNGramLM,
+    beam_search,
+    greedy_search,
+)
+from speechlab.features import frame_lengths
+from speechlab.logging import log_figure, log_table
+from speechlab.nn.speller import append_eos, label_smoothed_nll
+from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
+from speechlab.tasks.ctc import ctc_required_frames
+from speechlab.text import load_tokenizer
+
+log = logging.getLogger(__name__)
+
+DECODING_KINDS = ("greedy", "beam")
+LM_UNITS = ("word", "token")
+DEFAULT_DECODING: dict[str, Any] = {
+    "kind": "beam",  # greedy | beam
+    "beam_size": 5,
+    "ctc_weight": 0.3,  # weight of the CTC prefix score in beam search (needs the CTC head)
+    "length_penalty": 0.0,  # rank finished hypotheses by score / (tokens + 1) ** length_penalty
+    "max_length_ratio": 2.0,  # most output tokens per encoder frame (and per CTC frame)
+    "max_length": 256,  # absolute cap on output tokens
+    "ctc_pre_beam": None,  # CTC-score only this many candidates per hypothesis (None: all)
+    "lm": None,  # ARPA n-gram file for shallow fusion (see `speechlab build-lm`)
+    "lm_unit": "word",  # word: an LM over words; token: an LM over the tokenizer's symbols
+    "lm_weight": 0.3,
+}
+
+SpellerFactory = Callable[..., nn.Module]
+
+
+@dataclass
+class AttentionDecoder:
+    """Decoding options, bound to an LM if any: call it with the speller and encoder output.
+
+    ``kind="greedy"`` runs :func:`greedy_search` (no CTC, no LM); ``kind="beam"`` runs the
+    batched :func:`beam_search` with joint CTC scoring (``ctc_weight > 0`` and CTC
+    log-probabilities given) and shallow fusion with ``lm`` (``lm_weight``).
+    """
+
+    kind: str = "beam"
+    beam_size: int = 5
+    ctc_weight: float = 0.3
+    length_penalty: float = 0.0
+    max_length_ratio: float = 2.0
+    max_length: int = 256
+    ctc_pre_beam: int | None = None
+    lm: FusionLM | None = None
+    lm_weight: float = 0.0
+
+    def __call__(
+        self,
+        speller: nn.Module,
+        encoded: torch.Tensor,
+        encoded_lengths: torch.Tensor,
+        ctc_log_probs: torch.Tensor | None = None,
+        ctc_lengths: torch.Tensor | None = None,
+    ) -> list[list[int]]:
+        """Token ids (no ``<eos>``) of the ``B`` utterances of ``encoded`` ``(B, T, D)``."""
+        if self.kind == "greedy":
+            return greedy_search(
+                speller, encoded, encoded_lengths, self.max_length_ratio, self.max_length
+            )
+        ctc_weight = self.ctc_weight if ctc_log_probs is not None else 0.0
+        return beam_search(
+            speller,
+            encoded,
+            encoded_lengths,
+            beam_size=self.beam_size,
+            max_length_ratio=self.max_length_ratio,
+            max_length=self.max_length,
+            length_penalty=self.length_penalty,
+            ctc_weight=ctc_weight,
+            ctc_log_probs=ctc_log_probs if ctc_weight > 0 else None,
+            ctc_lengths=ctc_lengths,
+            lm=self.lm,
+            lm_weight=self.lm_weight if self.lm is not None else 0.0,
+            ctc_pre_beam=self.ctc_pre_beam,
+        )
+
+
+def build_attention_decoder(
+    decoding: Mapping[str, Any], tokens: list[str], word_delimiter: str | None
+) -> AttentionDecoder:
+    """``{kind, beam_size, ctc_weight, length_penalty, max_length_ratio, max_length,
+    ctc_pre_beam, lm, lm_unit, lm_weight}`` (see :data:`DEFAULT_DECODING`) -> a decoder."""
+    options = {**DEFAULT_DECODING, **decoding}
+    unknown = sorted(set(options) - set(DEFAULT_DECODING))
+    if unknown:
+        raise ValueError(
+            f"unknown LAS decoding option(s) {unknown}; the options are "
+            f"{sorted(DEFAULT_DECODING)} (attention decoding takes no lexicon: a word LM "
+            "scores each word as the speller completes it)"
+        )
+    kind = options["kind"]
+    if kind not in DECODING_KINDS:
+        raise ValueError(f"model.decoding.kind must be one of {DECODING_KINDS}, got {kind!r}")
+    unit = options["lm_unit"]
+    if unit not in LM_UNITS:
+        raise ValueError(f"model.decoding.lm_unit must be one of {LM_UNITS}, got {unit!r}")
+    if not 0.0 <= float(options["ctc_weight"]) <= 1.0:
+        raise ValueError(
+            f"model.decoding.ctc_weight must be in [0, 1], got {options['ctc_weight']}"
+        )
+    lm: FusionLM | None = None
+    if options["lm"] and kind == "beam":
+        if unit == "token":
+            lm = TokenNGramLM(options["lm"], tokens)
+        else:
+            lm = WordNGramLM(options["lm"], tokens, word_delimiter=word_delimiter)
+    elif options["lm"]:
+        log.warning("model.decoding.lm is only used by beam search (kind=beam); greedy ignores it")
+    pre_beam = options["ctc_pre_beam"]
+    return AttentionDecoder(
+        kind=kind,
+        beam_size=int(options["beam_size"]),
+        ctc_weight=float(options["ctc_weight"]),
+        length_penalty=float(options["length_penalty"]),
+        max_length_ratio=float(options["max_length_ratio"]),
+        max_length=int(options["max_length"]),
+        ctc_pre_beam=None if pre_beam is None else int(pre_beam),
+        lm=lm,
+        lm_weight=float(options["lm_weight"]),
+    )
+
+
+def attention_figure(weights: torch.Tensor, output_tokens: list[str], title: str):
+    """A matplotlib figure of attention ``weights`` ``(L + 1, T)`` (one row per output token)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    steps, frames = weights.shape
+    figure, axis = plt.subplots(figsize=(min(16.0, 2.0 + 0.12 * frames), 1.5 + 0.18 * steps))
+    image = axis.imshow(
+        weights.float().numpy(), aspect="auto", origin="lower", interpolation="nearest"
+    )
+    axis.set_xlabel("encoder frame")
+    axis.set_ylabel("output token")
+    if steps <= 80:
+        axis.set_yticks(range(steps))
+        axis.set_yticklabels(output_tokens, fontsize=7)
+    axis.set_title(title, fontsize=9)
+    figure.colorbar(image, ax=axis, fraction=0.03, pad=0.02)
+    return figure
+
+
+class LASTask(SpeechTask):
+    """Frontend -> encoder ``(B, T', D)`` -> attention speller (+ CTC head) -> tokens.
+
+    Training loss: ``(1 - ctc_weight) * attention + ctc_weight * CTC``. The attention loss is
+    the label-smoothed cross-entropy of the teacher-forced speller over ``targets + <eos>``, with
+    scheduled sampling (the speller's own previous prediction as input with probability
+    ``sampling_rate``, ramped up linearly from 0 over ``sampling_ramp_epochs`` epochs); the CTC
+    loss is computed in float32 with ``zero_infinity``. ``ctc_weight=0`` drops the CTC head (and
+    then CTC scoring at decoding).
+
+    Validation decodes greedily every epoch (WER, CER, a table of sample pairs) and draws the
+    teacher-forced attention of the first validation utterance (``images/val_attention.png`` and
+    the loggers that take images). Test and :meth:`transcribe` use ``decoding`` (greedy, or
+    batched beam search with joint CTC scoring and optional n-gram shallow fusion). Test keeps
+    ``(id, reference, hypothesis)`` rows in :attr:`predictions`.
+
+    Args:
+        frontend: waveform -> features module.
+        encoder: features ``(B, n_mels, F)`` -> frames ``(B, T', D)``; needs ``output_dim`` and
+            ``output_lengths``.
+        speller: ``(vocab_size=, encoder_dim=) -> decoder`` (e.g. a partial of
+            :class:`speechlab.nn.speller.Speller`), its Hydra config, or a built module.
+        tokenizer: a saved tokenizer (``Tokenizer.state()``), given by the datamodule.
+        optimizer, scheduler, augment: see :class:`SpeechTask`.
+        ctc_weight: weight ``lambda`` in ``[0, 1)`` of the CTC loss; 0 drops the CTC head.
+        ctc_upsampling: CTC frames per encoder frame: the head predicts this many token
+            distributions per frame. CTC needs a frame per label (plus one between repeated
+            labels), which a heavily subsampled encoder (8x: 80 ms frames) does not have for
+            fast speech; 2 gives 40 ms CTC frames there.
+        label_smoothing: of the attention cross-entropy.
+        sampling_rate: scheduled-sampling probability (after the ramp).
+        sampling_ramp_epochs: epochs over which the rate grows linearly from 0 (0: constant).
+        gradient_clip: gradient-norm clipping when the trainer sets none (``None``: no clipping).
+        decoding: options of test/transcribe decoding, see :data:`DEFAULT_DECODING`.
+        num_logged_samples: reference/hypothesis pairs logged per validation epoch.
+        monitor, monitor_mode: see :class:`SpeechTask`.
+    """
+
+    target_field = "text"
+
+    def __init__(
+        self,
+        frontend: nn.Module,
+        encoder: nn.Module,
+        speller: SpellerFactory | Mapping[str, Any] | nn.Module,
+        tokenizer: Mapping[str, Any],
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        augment: nn.Module | None = None,
+        ctc_weight: float = 0.3,
+        ctc_upsampling: int = 1,
+        label_smoothing: float = 0.1,
+        sampling_rate: float = 0.1,
+        sampling_ramp_epochs: int = 0,
+        gradient_clip: float | None = 5.0,
+        decoding: Mapping[str, Any] | None = None,
+        num_logged_samples: int = 8,
+        monitor: str = "val/cer",
+        monitor_mode: str = "min",
+    ) -> None:
+        super().__init__(frontend, optimizer, scheduler, augment, monitor, monitor_mode)
+        if not 0.0 <= ctc_weight < 1.0:
+            raise ValueError(f"ctc_weight must be in [0, 1), got {ctc_weight}")
+        if ctc_upsampling < 1:
+            raise ValueError(f"ctc_upsampling must be at least 1, got {ctc_upsampling}")
+        if not 0.0 <= sampling_rate <= 1.0:
+            raise ValueError(f"sampling_rate must be in [0, 1], got {sampling_rate}")
+        self.tokenizer = load_tokenizer(tokenizer)
+        vocab_size = self.tokenizer.vocab_size
+        self.encoder = encoder
+        self.speller = _build_speller(speller, vocab_size, encoder.output_dim)
+        self.ctc_weight = float(ctc_weight)
+        self.ctc_upsampling = int(ctc_upsampling)
+        self.ctc_head = (
+            nn.Linear(encoder.output_dim, vocab_size * self.ctc_upsampling)
+            if self.ctc_weight > 0
+            else None
+        )
+        self.label_smoothing = label_smoothing
+        self.sampling_rate = sampling_rate
+        self.sampling_ramp_epochs = sampling_ramp_epochs
+        self.gradient_clip = gradient_clip
+        self.num_logged_samples = num_logged_samples
+        self.decoding: dict[str, Any] = {**DEFAULT_DECODING, **(decoding or {})}
+        self._decoder: AttentionDecoder | None = None
+        build_attention_decoder({**self.decoding, "lm": None}, [], None)  # check the options
+        self.wer = nn.ModuleDict({split: WordErrorRate() for split in ("val", "test")})
+        self.cer = nn.ModuleDict({split: CharErrorRate() for split in ("val", "test")})
+        self.samples: list[tuple[str, str, str]] = []
+        self.predictions: list[tuple[str, str, str]] = []
+        self._alignment: tuple[torch.Tensor, list[str], str] | None = None
+
+    # -- model --------------------------------------------------------------------------------
+    def encode(
+        self, features: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Features ``(B, n_mels, F)`` -> encoder frames ``(B, T', D)``, their lengths ``(B,)``,
+        and float32 CTC log-probs ``(B, T' * ctc_upsampling, V)`` with their lengths (``None``
+        without a CTC head)."""
+        encoded, encoded_lengths = self.encoder(features, lengths)
+        if self.ctc_head is None:
+            return encoded, encoded_lengths, None, None
+        logits = self.ctc_head(encoded)
+        batch, frames, _ = logits.shape
+        logits = logits.reshape(batch, frames * self.ctc_upsampling, -1)
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            log_probs = logits.float().log_softmax(dim=-1)
+        return encoded, encoded_lengths, log_probs, encoded_lengths * self.ctc_upsampling
+
+    def forward(
+        self,
+        features: torch.Tensor,
+        lengths: torch.Tensor,
+        targets: torch.Tensor,
+        target_lengths: torch.Tensor,
+        sampling_rate: float = 0.0,
+    ) -> dict[str, torch.Tensor | None]:
+        """Teacher-forced pass: speller ``logits`` ``(B, L + 1, V)`` over ``targets + <eos>``,
+        ``attention`` ``(B, L + 1, T')``, and the outputs of :meth:`encode` (``encoded``,
+        ``encoded_lengths``, ``ctc_log_probs``, ``ctc_lengths``; the CTC ones may be ``None``)."""
+        encoded, encoded_lengths, ctc_log_probs, ctc_lengths = self.encode(features, lengths)
+        logits, attention = self.speller(
+            encoded, encoded_lengths, targets, target_lengths, sampling_rate=sampling_rate
+        )
+        return {
+            "encoded": encoded,
+            "logits": logits,
+            "attention": attention,
+            "encoded_lengths": encoded_lengths,
+            "ctc_log_probs": ctc_log_probs,
+            "ctc_lengths": ctc_lengths,
+        }
+
+    def output_frames(self, num_samples: int) -> int:
+        """Encoder frames for a clip of ``num_samples`` samples."""
+        frames = frame_lengths(torch.tensor([num_samples]), self.frontend.hop_length)
+        return int(self.encoder.output_lengths(frames)[0])
+
+    def check_example(self, num_samples: int, target: torch.Tensor) -> str | None:
+        if self.ctc_head is None:
+            return None
+        if self.output_frames(num_samples) * self.ctc_upsampling < ctc_required_frames(target):
+            return "subsampled length shorter than the label (CTC cannot emit it)"
+        return None
+
+    @property
+    def current_sampling_rate(self) -> float:
+        """The scheduled-sampling rate of the current epoch (ramped, see the class docstring)."""
+        if self.sampling_ramp_epochs <= 0:
+            return self.sampling_rate
+        epoch = self.trainer.current_epoch if self._trainer is not None else 0
+        return self.sampling_rate * min(1.0, epoch / self.sampling_ramp_epochs)
+
+    # -- decoding -----------------------------------------------------------------------------
+    def set_decoding(self, options: Mapping[str, Any]) -> None:
+        """Update the decoding options (e.g. ``{"beam_size": 10, "lm": "lm.arpa"}``)."""
+        decoding = {**self.decoding, **options}
+        build_attention_decoder({**decoding, "lm": None}, [], None)  # check before keeping
+        self.decoding = decoding
+        self._decoder = None
+
+    @property
+    def decoder(self) -> AttentionDecoder:
+        """The test/transcribe decoder built from :attr:`decoding` (its LM loaded once)."""
+        if self._decoder is None:
+            decoding = dict(self.decoding)
+            if self.ctc_head is None and decoding.get("ctc_weight"):
+                log.info("model.decoding.ctc_weight ignored: this model has no CTC head")
+                decoding["ctc_weight"] = 0.0
+            self._decoder = build_attention_decoder(
+                decoding, self.tokenizer.tokens, self.tokenizer.word_delimiter
+            )
+        return self._decoder
+
+    def _greedy(self) -> AttentionDecoder:
+        """Greedy search within the length limits of :attr:`decoding` (validation)."""
+        return AttentionDecoder(
+            kind="greedy",
+            max_length_ratio=float(self.decoding["max_length_ratio"]),
+            max_length=int(self.decoding["max_length"]),
+        )
+
+    def _decode(
+        self,
+        decoder: AttentionDecoder,
+        encoded: torch.Tensor,
+        encoded_lengths: torch.Tensor,
+        ctc_log_probs: torch.Tensor | None,
+        ctc_lengths: torch.Tensor | None,
+    ) -> list[str]:
+        sequences = decoder(self.speller, encoded, encoded_lengths, ctc_log_probs, ctc_lengths)
+        return [self.tokenizer.decode(ids) for ids in sequences]
+
+    @torch.no_grad()
+    def transcribe(self, audio: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        """Waveforms ``(B, T)`` at the frontend's rate with sample counts ``(B,)`` -> texts."""
+        training = self.training
+        self.eval()
+        try:
+            features, feature_lengths = self.frontend(audio, lengths)
+            encoded, encoded_lengths, ctc_log_probs, ctc_lengths = self.encode(
+                features, feature_lengths
+            )
+            return self._decode(self.decoder, encoded, encoded_lengths, ctc_log_probs, ctc_lengths)
+        finally:
+            self.train(training)
+
+    # -- steps --------------------------------------------------------------------------------
+    def _losses(self, batch: Batch, outputs: dict[str, Any]) -> dict[str, torch.Tensor]:
+        assert batch.target_lengths is not None
+        expected = append_eos(batch.targets, batch.target_lengths)
+        attention_loss = label_smoothed_nll(
+            outputs["logits"], expected, batch.target_lengths + 1, self.label_smoothing
+        )
+        losses = {"att_loss": attention_loss}
+        loss = attention_loss
+        if outputs["ctc_log_probs"] is not None:
+            log_probs = outputs["ctc_log_probs"]
+            with torch.autocast(device_type=log_probs.device.type, enabled=False):
+                ctc_loss = F.ctc_loss(
+                    log_probs.transpose(0, 1),
+                    batch.targets,
+                    outputs["ctc_lengths"],
+                    batch.target_lengths,
+                    blank=0,
+                    reduction="mean",
+                    zero_infinity=True,
+                )
+            losses["ctc_loss"] = ctc_loss
+            loss = (1.0 - self.ctc_weight) * attention_loss + self.ctc_weight * ctc_loss
+        losses["loss"] = loss
+        return losses
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
+        if len(batch) == 0:
+            return None
+        rate = self.current_sampling_rate
+        outputs = self(
+            batch.features, batch.feature_lengths, batch.targets, batch.target_lengths, rate
+        )
+        losses = self._losses(batch, outputs)
+        size = len(batch)
+        self.log("train/loss", losses["loss"], batch_size=size, prog_bar=True)
+        for name in ("att_loss", "ctc_loss"):
+            if name in losses:
+                self.log(f"train/{name}", losses[name], batch_size=size)
+        if self.sampling_ramp_epochs > 0:
+            self.log("train/sampling_rate", rate, batch_size=size)
+        return losses["loss"]
+
+    def _evaluate(self, batch: Batch, split: str) -> list[tuple[str, str, str]]:
+        outputs = self(batch.features, batch.feature_lengths, batch.targets, batch.target_lengths)
+        losses = self._losses(batch, outputs)
+        decoder = self._greedy() if split == "val" else self.decoder
+        hypotheses = self._decode(
+            decoder,
+            outputs["encoded"],
+            outputs["encoded_lengths"],
+            outputs["ctc_log_probs"],
+            outputs["ctc_lengths"],
+        )
+        references = [
+            self.tokenizer.decode(target[:length].tolist())
+            for target, length in zip(batch.targets, batch.target_lengths, strict=True)
+        ]
+        self.wer[split](hypotheses, references)
+        self.cer[split](hypotheses, references)
+        size = len(batch)
+        for name, value in losses.items():
+            self.log(f"{split}/{name}", value, batch_size=size, sync_dist=True)
+        self.log(f"{split}/wer", self.wer[split], batch_size=size, prog_bar=True)
+        self.log(f"{split}/cer", self.cer[split], batch_size=size, prog_bar=True)
+        if split == "val" and self._alignment is None:
+            self._alignment = self._first_alignment(batch, outputs, references[0], hypotheses[0])
+        return list(zip(batch.ids, references, hypotheses, strict=True))
+
+    def _first_alignment(
+        self, batch: Batch, outputs: dict[str, Any], reference: str, hypothesis: str
+    ) -> tuple[torch.Tensor, list[str], str]:
+        """The teacher-forced attention of the batch's first utterance, its token labels and a
+        title, kept for :meth:`on_validation_epoch_end`."""
+        assert batch.target_lengths is not None
+        steps = int(batch.target_lengths[0]) + 1
+        frames = int(outputs["encoded_lengths"][0])
+        weights = outputs["attention"][0, :steps, :frames].detach().float().cpu()
+        tokens = [self.tokenizer.tokens[i] for i in batch.targets[0, : steps - 1].tolist()]
+        title = f"{batch.ids[0]}  epoch {self.current_epoch}\nref: {reference}\nhyp: {hypothesis}"
+        return weights, [*tokens, "<eos>"], title
+
+    def on_validation_epoch_start(self) -> None:
+        self.samples = []
+        self._alignment = None
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        if len(batch) == 0:
+            return
+        rows = self._evaluate(batch, "val")
+        self.samples.extend(rows[: max(0, self.num_logged_samples - len(self.samples))])
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        if self.samples:
+            log_table(self.trainer, "val/samples", ["id", "reference", "hypothesis"], self.samples)
+        if self._alignment is not None:
+            weights, tokens, title = self._alignment
+            log_figure(self.trainer, "val/attention", attention_figure(weights, tokens, title))
+
+    def on_test_epoch_start(self) -> None:
+        self.predictions = []
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        if len(batch) == 0:
+            return
+        self.predictions.extend(self._evaluate(batch, "test"))
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """The trainer's ``gradient_clip_val`` if set, else :attr:`gradient_clip` (by norm):
+        the speller's LSTM recurrences train more steadily with clipped gradients."""
+        value = gradient_clip_val if gradient_clip_val is not None else self.gradient_clip
+        if value:
+            self.clip_gradients(optimizer, value, gradient_clip_algorithm)
+
+
+def _build_speller(
+    speller: SpellerFactory | Mapping[str, Any] | nn.Module, vocab_size: int, encoder_dim: int
+) -> nn.Module:
+    """The speller for ``vocab_size`` tokens over ``encoder_dim``-wide encoder frames."""
+    if isinstance(speller, nn.Module):
+        return speller
+    if isinstance(speller, Mapping) or hasattr(speller, "_target_"):
+        import hydra
+
+        return hydra.utils.instantiate(speller, vocab_size=vocab_size, encoder_dim=encoder_dim)
+    return speller(vocab_size=vocab_size, encoder_dim=encoder_dim)
