@@ -1,4 +1,8 @@
-"""CTC decoding speed: greedy vs beam search (with and without an n-gram LM) on the same emissions.
+"""Decoding speed: greedy vs beam search on the same encoder output, for CTC and LAS checkpoints.
+
+CTC checkpoints: greedy vs beam search with and without an n-gram LM (below). LAS checkpoints
+(``model=las``): greedy search vs batched beam search (all hypotheses of a batch step together),
+attention-only and with joint CTC scoring, on the same encoder output; same report.
 
 Runs a trained CTC checkpoint over the test split of its corpus once to get the emissions (the
 model time), then decodes those emissions with each decoder. Reports the real-time factor (seconds
@@ -64,12 +68,73 @@ def decode_all(decoder, batches) -> tuple[list[str], float]:
     return texts, time.perf_counter() - started
 
 
+def attention_benchmark(task, datamodule, audio_seconds: float, args) -> None:
+    """Greedy vs batched beam search of a LAS checkpoint on the same encoder output."""
+    from speechlab.tasks.las import AttentionDecoder
+
+    batches, references, model_times = [], [], []
+    for _ in range(args.repeats):
+        batches, references, elapsed = [], [], 0.0
+        with torch.inference_mode():
+            for batch in datamodule.test_dataloader():
+                if len(batch) == 0:
+                    continue
+                started = time.perf_counter()
+                features, lengths = task.frontend(batch.audio, batch.audio_lengths)
+                batches.append(task.encode(features, lengths))
+                elapsed += time.perf_counter() - started
+                references += [
+                    task.tokenizer.decode(t[:n].tolist())
+                    for t, n in zip(batch.targets, batch.target_lengths, strict=True)
+                ]
+        model_times.append(elapsed)
+    limits = {"max_length_ratio": 2.0, "max_length": 256}
+    decoders = {
+        "greedy": AttentionDecoder(kind="greedy", **limits),
+        f"beam {args.las_beam}, attention only": AttentionDecoder(
+            kind="beam", beam_size=args.las_beam, ctc_weight=0.0, **limits
+        ),
+        f"beam {args.las_beam}, joint CTC 0.5": AttentionDecoder(
+            kind="beam", beam_size=args.las_beam, ctc_weight=0.5, **limits
+        ),
+    }
+    times: dict[str, list[float]] = {name: [] for name in decoders}
+    scores = {}
+    with torch.inference_mode():
+        for _ in range(args.repeats):
+            for name, decoder in decoders.items():
+                started = time.perf_counter()
+                texts = [
+                    task.tokenizer.decode(ids)
+                    for encoded, lengths, ctc, ctc_lengths in batches
+                    for ids in decoder(task.speller, encoded, lengths, ctc, ctc_lengths)
+                ]
+                times[name].append(time.perf_counter() - started)
+                scores[name] = (
+                    float(WordErrorRate()(texts, references)),
+                    float(CharErrorRate()(texts, references)),
+                )
+    model = statistics.median(model_times)
+    greedy = statistics.median(times["greedy"])
+    print(f"model (frontend + listener + CTC head): RTF {model / audio_seconds:.5f}\n")
+    print("| decoder | decode RTF | vs greedy (decode) | end-to-end vs greedy | WER | CER |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, runs in times.items():
+        decode = statistics.median(runs)
+        wer, cer = scores[name]
+        print(
+            f"| {name} | {decode / audio_seconds:.5f} | {decode / greedy:.2f}x | "
+            f"{(model + decode) / (model + greedy):.2f}x | {wer:.3f} | {cer:.3f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ckpt", type=Path, default=None)
     parser.add_argument("--beam-size", type=int, default=20)
     parser.add_argument("--lm-weight", type=float, default=1.0)
     parser.add_argument("--word-score", type=float, default=0.0)
+    parser.add_argument("--las-beam", type=int, default=5, help="beam size for LAS checkpoints")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -83,6 +148,10 @@ def main() -> None:
     data_cfg.tokenizer = recipe["task_inputs"]["tokenizer"]
     datamodule = build_datamodule(data_cfg, task.target_field)
     audio_seconds = sum(datamodule.datasets["test"].durations)
+    print(f"checkpoint: {path}; test split: {audio_seconds:.1f} s of audio")
+    if hasattr(task, "speller"):
+        attention_benchmark(task, datamodule, audio_seconds, args)
+        return
     train_texts = [u.text for u in datamodule.datasets["train"].utterances if u.text]
     tokenizer = task.tokenizer
 
