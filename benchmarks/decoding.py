@@ -31,7 +31,7 @@ from torchmetrics.text import CharErrorRate, WordErrorRate
 from speechlab.callbacks import RECIPE_KEY
 from speechlab.decoding.ngram import build_arpa, write_lexicon
 from speechlab.evaluate import load_checkpoint, restore_task
-from speechlab.tasks.ctc import build_ctc_decoder
+from speechlab.tasks.ctc import batch_references, build_ctc_decoder
 from speechlab.train import build_datamodule
 
 
@@ -55,10 +55,7 @@ def emissions(task, datamodule) -> tuple[list[tuple[torch.Tensor, torch.Tensor]]
             log_probs, out_lengths = task(features, lengths)
             elapsed += time.perf_counter() - started
             batches.append((log_probs, out_lengths))
-            references += [
-                task.tokenizer.decode(t[:n].tolist())
-                for t, n in zip(batch.targets, batch.target_lengths, strict=True)
-            ]
+            references += batch_references(task.tokenizer, batch)
     return batches, references, elapsed
 
 
@@ -83,10 +80,7 @@ def attention_benchmark(task, datamodule, audio_seconds: float, args) -> None:
                 features, lengths = task.frontend(batch.audio, batch.audio_lengths)
                 batches.append(task.encode(features, lengths))
                 elapsed += time.perf_counter() - started
-                references += [
-                    task.tokenizer.decode(t[:n].tolist())
-                    for t, n in zip(batch.targets, batch.target_lengths, strict=True)
-                ]
+                references += batch_references(task.tokenizer, batch)
         model_times.append(elapsed)
     limits = {"max_length_ratio": 2.0, "max_length": 256}
     decoders = {

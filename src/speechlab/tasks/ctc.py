@@ -29,6 +29,27 @@ def ctc_required_frames(target: torch.Tensor) -> int:
     return int(target.numel() + (target[1:] == target[:-1]).sum())
 
 
+def ctc_length_problem(frames: int, target: torch.Tensor) -> str | None:
+    """The reason to drop an example whose ``frames`` CTC frames cannot emit ``target``."""
+    if frames < ctc_required_frames(target):
+        return "subsampled length shorter than the label (CTC cannot emit it)"
+    return None
+
+
+def encoder_frames(frontend: nn.Module, encoder: nn.Module, num_samples: int) -> int:
+    """Encoder frames ``encoder`` makes of a clip of ``num_samples`` samples."""
+    frames = frame_lengths(torch.tensor([num_samples]), frontend.hop_length)
+    return int(encoder.output_lengths(frames)[0])
+
+
+def batch_references(tokenizer: Tokenizer, batch: Batch) -> list[str]:
+    """The reference texts of ``batch``'s padded token targets."""
+    return [
+        tokenizer.decode(target[:length].tolist())
+        for target, length in zip(batch.targets, batch.target_lengths, strict=True)
+    ]
+
+
 def build_ctc_decoder(decoding: Mapping[str, Any], tokenizer: Tokenizer) -> TextDecoder:
     """``{kind: greedy}`` or ``{kind: beam, beam_size, lexicon, lm, lm_weight, word_score, ...}``
     -> ``(log_probs (B, T, V), lengths (B,)) -> texts``. With a lexicon, the text is the beam's
@@ -106,13 +127,10 @@ class CTCTask(SpeechTask):
 
     def output_frames(self, num_samples: int) -> int:
         """Encoder frames for a clip of ``num_samples`` samples."""
-        frames = frame_lengths(torch.tensor([num_samples]), self.frontend.hop_length)
-        return int(self.encoder.output_lengths(frames)[0])
+        return encoder_frames(self.frontend, self.encoder, num_samples)
 
     def check_example(self, num_samples: int, target: torch.Tensor) -> str | None:
-        if self.output_frames(num_samples) < ctc_required_frames(target):
-            return "subsampled length shorter than the label (CTC cannot emit it)"
-        return None
+        return ctc_length_problem(self.output_frames(num_samples), target)
 
     def set_decoding(self, options: Mapping[str, Any]) -> None:
         """Update the decoding options (e.g. ``{"kind": "beam", "lm": "lm.arpa"}``)."""
@@ -158,10 +176,7 @@ class CTCTask(SpeechTask):
         loss, log_probs, lengths = self._loss(batch)
         decoder = self._greedy if split == "val" else self.decoder
         hypotheses = decoder(log_probs.detach().cpu(), lengths.cpu())
-        references = [
-            self.tokenizer.decode(target[:length].tolist())
-            for target, length in zip(batch.targets, batch.target_lengths, strict=True)
-        ]
+        references = batch_references(self.tokenizer, batch)
         self.wer[split](hypotheses, references)
         self.cer[split](hypotheses, references)
         size = len(batch)

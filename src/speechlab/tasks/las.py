@@ -30,11 +30,10 @@ from speechlab.decoding.attention import (
     beam_search,
     greedy_search,
 )
-from speechlab.features import frame_lengths
 from speechlab.logging import log_figure, log_table
 from speechlab.nn.speller import append_eos, label_smoothed_nll
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
-from speechlab.tasks.ctc import ctc_required_frames
+from speechlab.tasks.ctc import batch_references, ctc_length_problem, encoder_frames
 from speechlab.text import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -309,15 +308,12 @@ class LASTask(SpeechTask):
 
     def output_frames(self, num_samples: int) -> int:
         """Encoder frames for a clip of ``num_samples`` samples."""
-        frames = frame_lengths(torch.tensor([num_samples]), self.frontend.hop_length)
-        return int(self.encoder.output_lengths(frames)[0])
+        return encoder_frames(self.frontend, self.encoder, num_samples)
 
     def check_example(self, num_samples: int, target: torch.Tensor) -> str | None:
         if self.ctc_head is None:
             return None
-        if self.output_frames(num_samples) * self.ctc_upsampling < ctc_required_frames(target):
-            return "subsampled length shorter than the label (CTC cannot emit it)"
-        return None
+        return ctc_length_problem(self.output_frames(num_samples) * self.ctc_upsampling, target)
 
     @property
     def current_sampling_rate(self) -> float:
@@ -435,10 +431,7 @@ class LASTask(SpeechTask):
             outputs["ctc_log_probs"],
             outputs["ctc_lengths"],
         )
-        references = [
-            self.tokenizer.decode(target[:length].tolist())
-            for target, length in zip(batch.targets, batch.target_lengths, strict=True)
-        ]
+        references = batch_references(self.tokenizer, batch)
         self.wer[split](hypotheses, references)
         self.cer[split](hypotheses, references)
         size = len(batch)
