@@ -13,7 +13,11 @@ def wandb_offline() -> bool:
 
 
 def register() -> None:
+    from speechlab.loggers import run_id
+
     OmegaConf.register_new_resolver("wandb_offline", wandb_offline, replace=True)
+    # ${run_id:${paths.output_dir}}: one id per run dir, so a resumed run continues its tracker run
+    OmegaConf.register_new_resolver("run_id", run_id, replace=True)
 
 
 register()

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
+import torch.distributed as dist
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from speechlab import __version__, resolvers  # noqa: F401  (config resolvers)
 from speechlab.callbacks import RecipeInCheckpoint, SkippedAudioReport
+from speechlab.checkpointing import ExactResume, resolve_ckpt_path
 from speechlab.reports import plain_metrics, print_metrics, write_metrics, write_predictions
 
 log = logging.getLogger(__name__)
@@ -25,12 +29,63 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     return [hydra.utils.instantiate(node) for node in group.values() if node and "_target_" in node]
 
 
-def build_datamodule(data_cfg: DictConfig, target_field: str) -> L.LightningDataModule:
-    """The datamodule for ``data_cfg``, set up for the task's ``target_field``."""
+def build_datamodule(
+    data_cfg: DictConfig, target_field: str, lock_dir: str | Path | None = None
+) -> L.LightningDataModule:
+    """The datamodule for ``data_cfg``, set up for the task's ``target_field``.
+
+    With ``lock_dir``, data preparation (download, generation, manifest, tokenizer) runs under a
+    file lock there, so processes started together (DDP ranks, parallel sweep jobs) prepare the
+    corpus once: the first does the work, the others then find it ready.
+    """
     datamodule = hydra.utils.instantiate(data_cfg, target_field=target_field)
-    datamodule.prepare_data()
+    if lock_dir is None:
+        datamodule.prepare_data()
+    else:
+        Path(lock_dir).mkdir(parents=True, exist_ok=True)
+        with (Path(lock_dir) / ".prepare.lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                datamodule.prepare_data()
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
     datamodule.setup()
     return datamodule
+
+
+def launched_rank() -> int:
+    """This process's rank as its launcher set it (0 when not launched as a DDP rank)."""
+    for variable in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(variable, "").isdigit():
+            return int(os.environ[variable])
+    return 0
+
+
+def quiet_other_ranks() -> None:
+    """Only rank 0 writes the run's text log: other ranks keep their console output."""
+    if launched_rank() == 0:
+        return
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+            handler.close()
+
+
+def gather_rows(rows: list) -> list:
+    """Every rank's rows on every rank (in rank order), without the duplicates that equal-length
+    sharding adds; the rows themselves when not distributed."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return rows
+    gathered: list[list] = [[] for _ in range(dist.get_world_size())]
+    dist.all_gather_object(gathered, rows)
+    seen: set = set()
+    unique = []
+    for row in (row for part in gathered for row in part):
+        if row[0] not in seen:
+            seen.add(row[0])
+            unique.append(row)
+    return unique
 
 
 def build_recipe(cfg: DictConfig, task_inputs: dict[str, Any]) -> dict[str, Any]:
@@ -48,14 +103,20 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
+    quiet_other_ranks()
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
     task_class = hydra.utils.get_class(cfg.model._target_)
-    datamodule = build_datamodule(cfg.data, task_class.target_field)
+    datamodule = build_datamodule(cfg.data, task_class.target_field, lock_dir=cfg.paths.data_dir)
     task_inputs = datamodule.task_inputs()
     task = hydra.utils.instantiate(cfg.model, **task_inputs)
     datamodule.drop_inadmissible(task.check_example)
 
     callbacks = instantiate_group(cfg.get("callbacks"))
-    callbacks += [RecipeInCheckpoint(build_recipe(cfg, task_inputs)), SkippedAudioReport()]
+    callbacks += [
+        RecipeInCheckpoint(build_recipe(cfg, task_inputs)),
+        ExactResume(),
+        SkippedAudioReport(),
+    ]
     loggers = instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False
@@ -72,7 +133,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
-        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        if ckpt_path:
+            log.info("resuming from %s", ckpt_path)
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics.update(plain_metrics(trainer.callback_metrics))
 
     if cfg.get("test", True):
@@ -84,10 +147,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
             log.warning("no best checkpoint was saved; testing the current weights")
         trainer.test(task, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(plain_metrics(trainer.callback_metrics))
+        predictions = gather_rows(getattr(task, "predictions", []))
         if trainer.is_global_zero:
             output_dir = Path(trainer.default_root_dir)
             write_metrics(output_dir / "metrics.json", metrics)
-            write_predictions(output_dir / "predictions.tsv", getattr(task, "predictions", []))
+            write_predictions(output_dir / "predictions.tsv", predictions)
             log.info("best checkpoint: %s", best or "(none)")
 
     if trainer.is_global_zero:

@@ -16,6 +16,7 @@ from speechlab.data.collate import collate_examples
 from speechlab.data.corpora.base import SPLITS, CorpusReader
 from speechlab.data.dataset import SpeechDataset
 from speechlab.data.manifest import Manifest, load_or_build_manifest
+from speechlab.data.loader import ResumableDataLoader
 from speechlab.data.sampler import DurationBucketSampler
 from speechlab.data.targets import ClassLabels, TokenTargets
 from speechlab.data.utterance import Utterance
@@ -241,14 +242,22 @@ class SpeechDataModule(L.LightningDataModule):
             rank=rank,
             max_batch_size=self.max_batch_size,
         )
-        return DataLoader(
-            dataset,
+        options = dict(
             batch_sampler=sampler,
             collate_fn=collate_examples,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
         )
+        if split == "train":
+            return ResumableDataLoader(dataset, batches_done=self._train_batches_done, **options)
+        return DataLoader(dataset, **options)
+
+    def _train_batches_done(self) -> int:
+        """Training batches of the current epoch finished so far (0 outside a fit)."""
+        if self.trainer is None:
+            return 0
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
