@@ -12,6 +12,7 @@ import hydra
 import lightning as L
 import torch.distributed as dist
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from speechlab import __version__, resolvers  # noqa: F401  (config resolvers)
@@ -20,6 +21,8 @@ from speechlab.checkpointing import ExactResume, resolve_ckpt_path
 from speechlab.reports import plain_metrics, print_metrics, write_metrics, write_predictions
 
 log = logging.getLogger(__name__)
+
+STOPPED_EXIT_STATUS = 143  # 128 + SIGTERM: stopped by a signal after saving last.ckpt
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -135,7 +138,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("train", True):
         if ckpt_path:
             log.info("resuming from %s", ckpt_path)
-        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+        try:
+            trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+        except SIGTERMException:  # a SystemExit with status 0: a stopped run must not look done
+            raise SystemExit(STOPPED_EXIT_STATUS) from None
         metrics.update(plain_metrics(trainer.callback_metrics))
 
     if cfg.get("test", True):

@@ -1,0 +1,170 @@
+"""Operating runs: exact resume after SIGKILL, DDP on CPU, bf16 on CPU, loggers, secrets, EMA."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechlab.train import run as train
+from tests.conftest import REPO, composed
+from tests.integration.test_train import KWS, mini_commands  # noqa: F401  (session fixture)
+
+# A tiny KWS recipe: 2 epochs of 24 batches, checkpoints every 4 steps.
+TINY = [
+    *KWS,
+    "trainer.max_epochs=2",
+    "trainer.accelerator=cpu",
+    "+trainer.limit_train_batches=24",
+    "+trainer.limit_val_batches=4",
+    "+trainer.limit_test_batches=4",
+    "trainer.log_every_n_steps=1",
+    "callbacks.progress_bar=null",
+    "callbacks.last_checkpoint.every_n_train_steps=4",
+]
+
+
+def train_process(run_dir: Path, data_dir: Path, *overrides: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "train.py",
+            *TINY,
+            f"paths.data_dir={data_dir}",
+            f"hydra.run.dir={run_dir}",
+            *overrides,
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen) -> str:
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output[-5000:]
+    return output
+
+
+def checkpoint_step(path: Path) -> int:
+    try:
+        return int(torch.load(path, weights_only=True, map_location="cpu")["global_step"])
+    except Exception:  # being replaced right now
+        return -1
+
+
+def kill_when_saved(process: subprocess.Popen, last: Path, after_step: int) -> int:
+    """SIGKILL ``process`` once its ``last.ckpt`` is past ``after_step``; the saved step."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if last.is_file() and (step := checkpoint_step(last)) > after_step:
+            process.send_signal(signal.SIGKILL)
+            process.communicate()
+            return step
+        time.sleep(0.05)
+    raise AssertionError(f"the run ended or stalled before a checkpoint past step {after_step}")
+
+
+def logged_losses(run_dir: Path) -> dict[int, str]:
+    rows = csv.DictReader((run_dir / "csv" / "metrics.csv").open())
+    return {int(row["step"]): row["train/loss"] for row in rows if row.get("train/loss")}
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_ends_where_an_uninterrupted_run_ends(
+    mini_commands, data_dir, tmp_path
+):
+    reference_dir = tmp_path / "reference"
+    with composed("train", [*TINY, f"paths.data_dir={data_dir}"], reference_dir) as cfg:
+        reference = train(cfg)
+
+    run_dir = tmp_path / "killed"
+    killed_at = kill_when_saved(
+        train_process(run_dir, data_dir), run_dir / "checkpoints" / "last.ckpt", after_step=26
+    )
+    assert 24 < killed_at < 48, "the kill must land in the second epoch, between epoch ends"
+    assert not (run_dir / "metrics.json").exists()
+
+    output = finish(train_process(run_dir, data_dir, "ckpt_path=last"))
+    assert "resuming from" in output
+    resumed = json.loads((run_dir / "metrics.json").read_text())
+    for name in ("val/acc", "val/loss", "test/acc", "test/loss"):
+        assert resumed[name] == pytest.approx(reference[name], rel=1e-6, abs=1e-7), name
+    # The CSV log continues: one row per step, and the resumed steps equal the reference's.
+    assert logged_losses(run_dir) == logged_losses(reference_dir)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGUSR1])
+def test_stop_signal_saves_last_checkpoint_before_exit(
+    mini_commands, data_dir, tmp_path, stop_signal
+):
+    run_dir = tmp_path / "preempted"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    process = train_process(run_dir, data_dir, "callbacks.last_checkpoint.every_n_train_steps=3")
+    deadline = time.monotonic() + 300
+    while not (last.is_file() and checkpoint_step(last) >= 3):
+        assert time.monotonic() < deadline and process.poll() is None, "training did not start"
+        time.sleep(0.05)
+    process.send_signal(stop_signal)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 143, "a stopped run must not look finished"
+    assert not (run_dir / "metrics.json").exists()
+    assert "stopped by a signal" in output and "ckpt_path=last" in output, output[-3000:]
+    step = checkpoint_step(last)
+    assert 3 <= step < 24 and f"step {step}" in output, "saved where the signal stopped it"
+
+
+def test_ckpt_path_last_without_a_checkpoint_says_how_to_resume(tmp_path):
+    from speechlab.checkpointing import resolve_ckpt_path
+
+    with pytest.raises(FileNotFoundError, match="hydra.run.dir"):
+        resolve_ckpt_path("last", tmp_path)
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        resolve_ckpt_path(str(tmp_path / "nope.ckpt"), tmp_path)
+    assert resolve_ckpt_path(None, tmp_path) is None
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu_trains_validates_tests_and_rank0_alone_writes(
+    mini_commands, data_dir, tmp_path
+):
+    run_dir = tmp_path / "ddp"
+    process = train_process(
+        run_dir, data_dir, "trainer=ddp_cpu", "trainer.limit_test_batches=null"
+    )
+    output = finish(process)
+    assert "Starting with 2 processes" in output or "MEMBER: 2/2" in output
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert {"val/acc", "test/acc"} <= set(metrics)
+    # Predictions come from both ranks: every test utterance once.
+    log_text = (run_dir / "train.log").read_text()
+    assert log_text.count("train: ") == 1, "only rank 0 writes the run log"
+    test_size = int(re.search(r"test: (\d+) utterances", log_text).group(1))
+    ids = [row[0] for row in csv.reader((run_dir / "predictions.tsv").open(), delimiter="\t")]
+    assert len(ids[1:]) == len(set(ids[1:])) == test_size
+    # One run dir, one set of checkpoints, one CSV log.
+    names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert len(names) == 2 and names[0].startswith("epoch_") and names[1] == "last.ckpt"
+    assert [p.name for p in (run_dir / "csv").iterdir() if p.suffix == ".csv"] == ["metrics.csv"]
+    assert not (REPO / "outputs").exists() and not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.slow
+def test_bf16_mixed_precision_trains_on_cpu(mini_commands, data_dir, tmp_path):
+    overrides = [*TINY, f"paths.data_dir={data_dir}", "trainer.precision=bf16-mixed"]
+    with composed("train", overrides, tmp_path) as cfg:
+        metrics = train(cfg)
+    assert metrics["test/acc"] > 1 / 12 and torch.isfinite(torch.tensor(metrics["val/loss"]))
