@@ -83,9 +83,8 @@ def logged_losses(run_dir: Path) -> dict[int, str]:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_ends_where_an_uninterrupted_run_ends(
-    mini_commands, data_dir, tmp_path
-):
+@pytest.mark.usefixtures("mini_commands")
+def test_sigkill_mid_epoch_then_resume_ends_where_an_uninterrupted_run_ends(data_dir, tmp_path):
     reference_dir = tmp_path / "reference"
     with composed("train", [*TINY, f"paths.data_dir={data_dir}"], reference_dir) as cfg:
         reference = train(cfg)
@@ -107,10 +106,9 @@ def test_sigkill_mid_epoch_then_resume_ends_where_an_uninterrupted_run_ends(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("mini_commands")
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGUSR1])
-def test_stop_signal_saves_last_checkpoint_before_exit(
-    mini_commands, data_dir, tmp_path, stop_signal
-):
+def test_stop_signal_saves_last_checkpoint_before_exit(data_dir, tmp_path, stop_signal):
     run_dir = tmp_path / "preempted"
     last = run_dir / "checkpoints" / "last.ckpt"
     process = train_process(run_dir, data_dir, "callbacks.last_checkpoint.every_n_train_steps=3")
@@ -138,13 +136,10 @@ def test_ckpt_path_last_without_a_checkpoint_says_how_to_resume(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_process_ddp_on_cpu_trains_validates_tests_and_rank0_alone_writes(
-    mini_commands, data_dir, tmp_path
-):
+@pytest.mark.usefixtures("mini_commands")
+def test_two_process_ddp_on_cpu_trains_validates_tests_and_rank0_alone_writes(data_dir, tmp_path):
     run_dir = tmp_path / "ddp"
-    process = train_process(
-        run_dir, data_dir, "trainer=ddp_cpu", "trainer.limit_test_batches=null"
-    )
+    process = train_process(run_dir, data_dir, "trainer=ddp_cpu", "trainer.limit_test_batches=null")
     output = finish(process)
     assert "Starting with 2 processes" in output or "MEMBER: 2/2" in output
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -163,7 +158,8 @@ def test_two_process_ddp_on_cpu_trains_validates_tests_and_rank0_alone_writes(
 
 
 @pytest.mark.slow
-def test_bf16_mixed_precision_trains_on_cpu(mini_commands, data_dir, tmp_path):
+@pytest.mark.usefixtures("mini_commands")
+def test_bf16_mixed_precision_trains_on_cpu(data_dir, tmp_path):
     overrides = [*TINY, f"paths.data_dir={data_dir}", "trainer.precision=bf16-mixed"]
     with composed("train", overrides, tmp_path) as cfg:
         metrics = train(cfg)
