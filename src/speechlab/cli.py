@@ -2,6 +2,7 @@
 
 speechlab transcribe CKPT AUDIO...          one "<path>\\t<text>" line per file
 speechlab build-lm TRANSCRIPTS -o lm.arpa   word n-gram LM (+ lexicon) for beam search
+speechlab average CKPT CKPT... -o avg.ckpt  average the weights of checkpoints of one model
 """
 
 from __future__ import annotations
@@ -144,6 +145,23 @@ def _read_transcripts(path: str, column: str | None) -> list[str]:
         return [line.strip() for line in f if line.strip()]
 
 
+def average(args: argparse.Namespace) -> int:
+    """Write the average of the given checkpoints' weights to ``args.output``."""
+    import torch
+
+    from speechlab.checkpointing import average_checkpoints
+
+    try:
+        averaged = average_checkpoints(args.checkpoints)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"speechlab average: {error}") from None
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(averaged, output)
+    print(f"{output}\taverage of {len(args.checkpoints)} checkpoints")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="speechlab", description=__doc__.split("\n")[0])
     commands = main.add_subparsers(dest="command", required=True)
@@ -178,6 +196,11 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--column", help="field of .jsonl (text) / column of .tsv (sentence)")
     b.add_argument("--lexicon", help="also write a lexicon of the transcripts' words here")
     b.set_defaults(run=build_lm)
+
+    a = commands.add_parser("average", help="average the weights of checkpoints of one model")
+    a.add_argument("checkpoints", nargs="+", help="e.g. a run's top-k: checkpoints/epoch_*.ckpt")
+    a.add_argument("-o", "--output", required=True, help="the averaged .ckpt to write")
+    a.set_defaults(run=average)
     return main
 
 
