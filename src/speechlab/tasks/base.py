@@ -56,6 +56,12 @@ class SpeechTask(L.LightningModule):
         learned (a reason the datamodule counts when it drops it), or ``None``."""
         return None
 
+    def empty_batch_loss(self) -> torch.Tensor:
+        """The loss of a batch whose every file failed to decode: zero, yet touching every
+        trainable parameter, so a DDP rank that got such a batch still joins the gradient
+        all-reduce of the others (returning ``None`` there would hang the run)."""
+        return sum((p.sum() * 0.0 for p in self.parameters() if p.requires_grad), torch.zeros(()))
+
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
         if len(batch) == 0:
             return batch

@@ -165,9 +165,9 @@ class CTCTask(SpeechTask):
             )
         return loss, log_probs, lengths
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         if len(batch) == 0:
-            return None
+            return self.empty_batch_loss()
         loss, _, _ = self._loss(batch)
         self.log("train/loss", loss, batch_size=len(batch), prog_bar=True)
         return loss

@@ -75,9 +75,9 @@ class KeywordSpottingTask(SpeechTask):
         self.log(f"{split}/acc", accuracy, batch_size=size, prog_bar=split != "train")
         return loss, logits
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         result = self._step(batch, "train")
-        return None if result is None else result[0]
+        return self.empty_batch_loss() if result is None else result[0]
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, "val")

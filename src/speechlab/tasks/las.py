@@ -403,9 +403,9 @@ class LASTask(SpeechTask):
         losses["loss"] = loss
         return losses
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         if len(batch) == 0:
-            return None
+            return self.empty_batch_loss()
         rate = self.current_sampling_rate
         outputs = self(
             batch.features, batch.feature_lengths, batch.targets, batch.target_lengths, rate
