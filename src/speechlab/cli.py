@@ -1,6 +1,7 @@
 """The ``speechlab`` command: use trained checkpoints and build decoding resources.
 
 speechlab transcribe CKPT AUDIO...          one "<path>\\t<text>" line per file
+speechlab translate CKPT AUDIO...           one "<path>\\t<translation>" line per file
 speechlab build-lm TRANSCRIPTS -o lm.arpa   word n-gram LM (+ lexicon) for beam search
 speechlab average CKPT CKPT... -o avg.ckpt  average the weights of checkpoints of one model
 """
@@ -16,17 +17,22 @@ from pathlib import Path
 log = logging.getLogger("speechlab")
 
 
-def _load_task(ckpt: str, device: str, decoding: dict[str, object]):
+def _load_task(ckpt: str, device: str, decoding: dict[str, object], command: str = "transcribe"):
     from speechlab.evaluate import load_checkpoint, restore_task
 
     try:
         task = restore_task(load_checkpoint(ckpt))
     except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"speechlab transcribe: {error}") from None
-    if not hasattr(task, "transcribe"):
+        raise SystemExit(f"speechlab {command}: {error}") from None
+    if not hasattr(task, command):
+        kinds = (
+            "a translation model (model=st_las)"
+            if command == "translate"
+            else ("a recognition model (model=ctc_*, las)")
+        )
         raise SystemExit(
-            f"speechlab transcribe: {ckpt} holds a {type(task).__name__}, which does not "
-            "transcribe; pass a checkpoint of a recognition model (model=ctc_*, las)"
+            f"speechlab {command}: {ckpt} holds a {type(task).__name__}, which does not "
+            f"{command}; pass a checkpoint of {kinds}"
         )
     if decoding:
         task.set_decoding(decoding)
@@ -36,10 +42,6 @@ def _load_task(ckpt: str, device: str, decoding: dict[str, object]):
 def transcribe(args: argparse.Namespace) -> int:
     """Print one ``<path>\\t<transcript>`` line per readable file, in order; each unreadable
     file gets one line on stderr and a non-zero exit status, and the others still come out."""
-    import torch
-
-    from speechlab.audio import AudioError, read_audio
-
     decoding = {
         key: value
         for key, value in {
@@ -54,18 +56,39 @@ def transcribe(args: argparse.Namespace) -> int:
     if ("lm" in decoding or "lexicon" in decoding) and decoding.get("kind") is None:
         decoding["kind"] = "beam"
     task = _load_task(args.checkpoint, args.device, decoding)
-    sample_rate = task.frontend.sample_rate
+    return _print_outputs(task.transcribe, task.frontend.sample_rate, args.audio, args.device)
+
+
+def translate(args: argparse.Namespace) -> int:
+    """Print one ``<path>\\t<translation>`` line per readable file, in order; each unreadable
+    file gets one line on stderr and a non-zero exit status, and the others still come out."""
+    decoding = {
+        key: value
+        for key, value in {"kind": args.decoding, "beam_size": args.beam_size}.items()
+        if value is not None
+    }
+    task = _load_task(args.checkpoint, args.device, decoding, command="translate")
+    return _print_outputs(task.translate, task.frontend.sample_rate, args.audio, args.device)
+
+
+def _print_outputs(model, sample_rate: int, paths: Sequence[str], device: str) -> int:
+    """``model(waveforms (1, T), lengths (1,)) -> [text]`` on each file: ``path\\ttext`` lines
+    on stdout, ``path\\tcannot read: ...`` on stderr; 1 if any file was unreadable."""
+    import torch
+
+    from speechlab.audio import AudioError, read_audio
+
     failures = 0
-    for path in args.audio:
+    for path in paths:
         try:
             audio = read_audio(path, sample_rate)
         except (AudioError, OSError) as error:
             failures += 1
             print(f"{path}\tcannot read: {error}", file=sys.stderr, flush=True)
             continue
-        batch = audio.unsqueeze(0).to(args.device)
-        lengths = torch.tensor([audio.numel()], device=args.device)
-        (text,) = task.transcribe(batch, lengths)
+        batch = audio.unsqueeze(0).to(device)
+        lengths = torch.tensor([audio.numel()], device=device)
+        (text,) = model(batch, lengths)
         print(f"{path}\t{text}", flush=True)
     return 1 if failures else 0
 
@@ -176,6 +199,14 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--lm-weight", type=float)
     t.add_argument("--device", default="cpu")
     t.set_defaults(run=transcribe)
+
+    r = commands.add_parser("translate", help="translate speech files with an ST checkpoint")
+    r.add_argument("checkpoint", help="a .ckpt written by train.py (model=st_las)")
+    r.add_argument("audio", nargs="+", help="audio files: WAV/FLAC/OGG/MP3, any rate, any channels")
+    r.add_argument("--decoding", choices=("greedy", "beam"), help="override the checkpoint's")
+    r.add_argument("--beam-size", type=int)
+    r.add_argument("--device", default="cpu")
+    r.set_defaults(run=translate)
 
     b = commands.add_parser("build-lm", help="build a word n-gram LM from transcripts")
     b.add_argument(

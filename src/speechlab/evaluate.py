@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from speechlab.callbacks import RECIPE_KEY, SkippedAudioReport
 from speechlab.reports import plain_metrics, print_metrics, write_metrics, write_predictions
-from speechlab.train import build_datamodule
+from speechlab.train import build_datamodule, build_task
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def restore_task(checkpoint: dict[str, Any]):
     """Rebuild the task module of ``checkpoint`` and load its weights."""
     recipe = checkpoint[RECIPE_KEY]
-    task = hydra.utils.instantiate(OmegaConf.create(recipe["model"]), **recipe["task_inputs"])
+    task = build_task(recipe["model"], recipe["task_inputs"])
     task.load_state_dict(checkpoint["state_dict"])
     return task.eval()
 
@@ -47,7 +47,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     checkpoint = load_checkpoint(cfg.ckpt_path)
     recipe = checkpoint[RECIPE_KEY]
     data_cfg = OmegaConf.merge(OmegaConf.create(recipe["data"]), cfg.get("data") or {})
-    for key in ("labels", "tokenizer"):  # the model's own labels or tokenizer, never retrained
+    # the model's own labels or tokenizers, never retrained
+    for key in ("labels", "tokenizer", "source_tokenizer"):
         if key in recipe["task_inputs"]:
             data_cfg[key] = recipe["task_inputs"][key]
     task = restore_task(checkpoint)
@@ -55,14 +56,18 @@ def run(cfg: DictConfig) -> dict[str, float]:
         if not hasattr(task, "set_decoding"):
             raise ValueError(f"decoding options do not apply to a {type(task).__name__}")
         task.set_decoding(OmegaConf.to_container(cfg.decoding, resolve=True))
-    datamodule = build_datamodule(data_cfg, task.target_field)
+    datamodule = build_datamodule(data_cfg, task.target_field, getattr(task, "source_field", None))
 
     trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[SkippedAudioReport()])
     trainer.test(task, datamodule=datamodule)
     metrics = plain_metrics(trainer.callback_metrics)
     output_dir = Path(cfg.paths.output_dir)
     write_metrics(output_dir / "metrics.json", metrics)
-    write_predictions(output_dir / "predictions.tsv", getattr(task, "predictions", []))
+    write_predictions(
+        output_dir / "predictions.tsv",
+        getattr(task, "predictions", []),
+        getattr(task, "prediction_columns", ("id", "reference", "hypothesis")),
+    )
     print_metrics(f"{Path(cfg.ckpt_path).name} on {datamodule.reader.name}", metrics)
     log.info("wrote %s and %s", output_dir / "metrics.json", output_dir / "predictions.tsv")
     return metrics

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -21,15 +21,20 @@ def write_metrics(path: Path, metrics: Mapping[str, float]) -> Path:
     return path
 
 
-def write_predictions(path: Path, rows: Iterable[tuple[str, str, str]]) -> Path:
-    """TSV with a header: ``id``, ``reference``, ``hypothesis`` (tabs and newlines escaped)."""
+def write_predictions(
+    path: Path,
+    rows: Iterable[tuple[str, ...]],
+    columns: Sequence[str] = ("id", "reference", "hypothesis"),
+) -> Path:
+    """TSV with a header row of ``columns`` (default ``id``, ``reference``, ``hypothesis``;
+    a translation task adds ``source``), tabs and newlines escaped."""
 
     def clean(value: str) -> str:
         return str(value).replace("\t", " ").replace("\n", " ")
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:
-        f.write("id\treference\thypothesis\n")
+        f.write("\t".join(columns) + "\n")
         for row in rows:
             f.write("\t".join(clean(value) for value in row) + "\n")
     return path

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from speechlab import __version__, resolvers  # noqa: F401  (config resolvers)
 from speechlab.callbacks import RecipeInCheckpoint, SkippedAudioReport
+from speechlab.init_from import INIT_FROM_KEY, apply_init_from, without_init_from
 from speechlab.checkpointing import ExactResume, resolve_ckpt_path
 from speechlab.reports import plain_metrics, print_metrics, write_metrics, write_predictions
 
@@ -33,15 +34,20 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
 
 
 def build_datamodule(
-    data_cfg: DictConfig, target_field: str, lock_dir: str | Path | None = None
+    data_cfg: DictConfig,
+    target_field: str,
+    source_field: str | None = None,
+    lock_dir: str | Path | None = None,
 ) -> L.LightningDataModule:
-    """The datamodule for ``data_cfg``, set up for the task's ``target_field``.
+    """The datamodule for ``data_cfg``, set up for the task's ``target_field`` (and
+    ``source_field``, a second text the task learns from, if any).
 
     With ``lock_dir``, data preparation (download, generation, manifest, tokenizer) runs under a
     file lock there, so processes started together (DDP ranks, parallel sweep jobs) prepare the
     corpus once: the first does the work, the others then find it ready.
     """
-    datamodule = hydra.utils.instantiate(data_cfg, target_field=target_field)
+    extra = {"source_field": source_field} if source_field else {}
+    datamodule = hydra.utils.instantiate(data_cfg, target_field=target_field, **extra)
     if lock_dir is None:
         datamodule.prepare_data()
     else:
@@ -101,6 +107,14 @@ def build_recipe(cfg: DictConfig, task_inputs: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def build_task(model_cfg: DictConfig | dict[str, Any], task_inputs: dict[str, Any]) -> Any:
+    """The task module of ``model_cfg`` (minus ``init_from``, applied after) with the data's
+    ``task_inputs`` (labels or tokenizers)."""
+    if OmegaConf.is_config(model_cfg):
+        model_cfg = OmegaConf.to_container(model_cfg, resolve=True)
+    return hydra.utils.instantiate(without_init_from(model_cfg), **task_inputs)
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train and/or test as ``cfg`` says; return the logged metrics (``val/*``, ``test/*``)."""
     if cfg.get("seed") is not None:
@@ -109,9 +123,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
     quiet_other_ranks()
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
     task_class = hydra.utils.get_class(cfg.model._target_)
-    datamodule = build_datamodule(cfg.data, task_class.target_field, lock_dir=cfg.paths.data_dir)
+    datamodule = build_datamodule(
+        cfg.data,
+        task_class.target_field,
+        getattr(task_class, "source_field", None),
+        lock_dir=cfg.paths.data_dir,
+    )
     task_inputs = datamodule.task_inputs()
-    task = hydra.utils.instantiate(cfg.model, **task_inputs)
+    task = build_task(cfg.model, task_inputs)
     datamodule.drop_inadmissible(task.check_example)
 
     callbacks = instantiate_group(cfg.get("callbacks"))
@@ -133,6 +152,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
         logger.log_hyperparams(hyperparameters)
     if trainer.is_global_zero:
         datamodule.save_target(Path(trainer.default_root_dir))
+    init_from = cfg.model.get(INIT_FROM_KEY)
+    if init_from and init_from.get("ckpt") and ckpt_path:
+        log.info("model.init_from ignored: resuming from %s restores every weight", ckpt_path)
+    elif init_from:
+        run_dir = Path(trainer.default_root_dir) if trainer.is_global_zero else None
+        apply_init_from(task, OmegaConf.to_container(init_from, resolve=True), run_dir)
 
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
@@ -157,7 +182,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
         if trainer.is_global_zero:
             output_dir = Path(trainer.default_root_dir)
             write_metrics(output_dir / "metrics.json", metrics)
-            write_predictions(output_dir / "predictions.tsv", predictions)
+            write_predictions(
+                output_dir / "predictions.tsv",
+                predictions,
+                getattr(task, "prediction_columns", ("id", "reference", "hypothesis")),
+            )
             log.info("best checkpoint: %s", best or "(none)")
 
     if trainer.is_global_zero:

@@ -8,7 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from speechlab.text import CharTokenizer
-from speechlab.train import instantiate_group
+from speechlab.train import build_task, instantiate_group
 from tests.conftest import CONF, composed
 
 
@@ -26,13 +26,16 @@ def job_config(cfg):
 def build_all(cfg) -> None:
     cfg = job_config(cfg)
     task_class = hydra.utils.get_class(cfg.model._target_)
-    datamodule = hydra.utils.instantiate(cfg.data, target_field=task_class.target_field)
+    source = {"source_field": task_class.source_field} if task_class.source_field else {}
+    datamodule = hydra.utils.instantiate(cfg.data, target_field=task_class.target_field, **source)
     assert isinstance(datamodule, L.LightningDataModule)
     if task_class.target_field == "label":
         inputs = {"labels": ["yes", "no", "_unknown_"]}
     else:
         inputs = {"tokenizer": CharTokenizer.train(["yes no up down"]).state()}
-    task = hydra.utils.instantiate(cfg.model, **inputs)
+        if task_class.source_field:
+            inputs["source_tokenizer"] = CharTokenizer.train(["oui non"]).state()
+    task = build_task(cfg.model, inputs)
     assert isinstance(task, task_class)
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))

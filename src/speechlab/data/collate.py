@@ -16,6 +16,8 @@ class Batch:
 
     ``audio``: ``(B, T)`` float32, zero padded; ``audio_lengths``: ``(B,)`` samples;
     ``targets``: ``(B,)`` class indices, or ``(B, L)`` padded token ids with ``target_lengths``;
+    ``sources``/``source_lengths``: ``(B, S)`` padded source-text token ids and ``(B,)`` lengths
+    when the examples carry a source (speech translation), else ``None``;
     ``skipped``: ``(audio_path, reason)`` for every example of this batch that failed to decode.
     ``features``/``feature_lengths`` are filled on the device by the task's frontend.
     """
@@ -25,6 +27,8 @@ class Batch:
     audio_lengths: torch.Tensor
     targets: torch.Tensor
     target_lengths: torch.Tensor | None = None
+    sources: torch.Tensor | None = None
+    source_lengths: torch.Tensor | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
     features: torch.Tensor | None = None
     feature_lengths: torch.Tensor | None = None
@@ -56,11 +60,17 @@ def collate_examples(items: list[Example | SkippedExample], pad_id: int = 0) -> 
             targets=torch.stack(targets),
             skipped=skipped,
         )
+    sources = [example.source for example in examples]
+    has_sources = all(source is not None for source in sources)
     return Batch(
         ids=[example.id for example in examples],
         audio=audio,
         audio_lengths=audio_lengths,
         targets=pad_sequence(targets, batch_first=True, padding_value=pad_id),
         target_lengths=torch.tensor([target.numel() for target in targets]),
+        sources=pad_sequence(sources, batch_first=True, padding_value=pad_id)
+        if has_sources
+        else None,
+        source_lengths=torch.tensor([s.numel() for s in sources]) if has_sources else None,
         skipped=skipped,
     )

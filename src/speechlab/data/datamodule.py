@@ -50,6 +50,13 @@ class SpeechDataModule(L.LightningDataModule):
             (``{kind: char}``, ``{kind: bpe|unigram, vocab_size: N}``), or a saved one
             (a checkpoint passes its own).
         seed: sampler seed (the order also depends on the epoch).
+        source_field: a second text field the task learns from (speech translation: ``text``,
+            the source transcript, for an auxiliary CTC loss); records without it are dropped
+            and counted. ``None``: none.
+        source_tokenizer: the tokenizer of ``source_field`` (spec or saved), like
+            ``tokenizer``; default ``{kind: char}``.
+        source_lang, target_lang: the language pair of a translation corpus (its reader takes
+            them by interpolation); informational here.
     """
 
     def __init__(
@@ -68,10 +75,15 @@ class SpeechDataModule(L.LightningDataModule):
         labels: list[str] | None = None,
         tokenizer: Mapping[str, Any] | None = None,
         seed: int = 0,
+        source_field: str | None = None,
+        source_tokenizer: Mapping[str, Any] | None = None,
+        source_lang: str | None = None,
+        target_lang: str | None = None,
     ) -> None:
         super().__init__()
-        if target_field not in TARGET_FIELDS:
-            raise ValueError(f"target_field must be one of {TARGET_FIELDS}, got {target_field!r}")
+        for name, value in (("target_field", target_field), ("source_field", source_field)):
+            if value is not None and value not in TARGET_FIELDS:
+                raise ValueError(f"{name} must be one of {TARGET_FIELDS}, got {value!r}")
         self.reader = reader
         self.cache_dir = Path(cache_dir)
         self.target_field = target_field
@@ -86,6 +98,10 @@ class SpeechDataModule(L.LightningDataModule):
         self.fixed_labels = list(labels) if labels is not None else None
         self.tokenizer_spec = dict(tokenizer) if tokenizer is not None else {"kind": "char"}
         self.seed = seed
+        self.source_field = source_field
+        self.source_tokenizer_spec = dict(source_tokenizer or {"kind": "char"})
+        self.source_lang, self.target_lang = source_lang, target_lang
+        self.source: TokenTargets | None = None
         self.manifest: Manifest | None = None
         self.target: ClassLabels | TokenTargets | None = None
         self.datasets: dict[str, SpeechDataset] = {}
@@ -106,27 +122,29 @@ class SpeechDataModule(L.LightningDataModule):
         if self.manifest is None:
             self.manifest = load_or_build_manifest(self.reader, self.cache_dir)
         self.target = self._build_target(self.manifest)
+        if self.source_field is not None:
+            self.source = self._tokens(self.manifest, self.source_field, self.source_tokenizer_spec)
         for split in SPLITS:
             kept = self._filter(split, self.manifest.splits[split])
-            self.datasets[split] = SpeechDataset(kept, self.sample_rate, self.target)
+            self.datasets[split] = SpeechDataset(kept, self.sample_rate, self.target, self.source)
         self._report()
 
     def _build_target(self, manifest: Manifest) -> ClassLabels | TokenTargets:
         if self.target_field == "label":
             return ClassLabels(self._labels(manifest))
-        texts = [
-            text
-            for utterance in manifest.splits["train"]
-            if (text := getattr(utterance, self.target_field))
-        ]
+        return self._tokens(manifest, self.target_field, self.tokenizer_spec)
+
+    def _tokens(self, manifest: Manifest, field: str, spec: Mapping[str, Any]) -> TokenTargets:
+        """Token targets of ``field`` with the tokenizer ``spec`` (trained on train's texts)."""
+        texts = [text for utterance in manifest.splits["train"] if (text := getattr(utterance, field))]
         if not texts:
+            corpora = "covost2, mini_covost" if field == "translation" else "common_voice, mini_voice, fsdd, speech_commands ..."
             raise ValueError(
                 f"the train split of {self.reader.name} at {self.reader.root} has no "
-                f"{self.target_field} to train a tokenizer on; this task needs a corpus with "
-                f"{self.target_field} (common_voice, mini_voice, fsdd, speech_commands ...)"
+                f"{field} to train a tokenizer on; this task needs a corpus with {field} "
+                f"({corpora})"
             )
-        tokenizer = cached_tokenizer(self.tokenizer_spec, texts, manifest.directory)
-        return TokenTargets(tokenizer, self.target_field)
+        return TokenTargets(cached_tokenizer(spec, texts, manifest.directory), field)
 
     def _labels(self, manifest: Manifest) -> list[str]:
         if self.fixed_labels is not None:
@@ -141,6 +159,8 @@ class SpeechDataModule(L.LightningDataModule):
         kept = []
         for utterance in utterances:
             problem = self.target.problem(utterance)
+            if problem is None and self.source is not None:
+                problem = self.source.problem(utterance)
             if problem is not None:
                 dropped[problem] += 1
             elif self.max_duration is not None and utterance.duration > self.max_duration:
@@ -173,7 +193,10 @@ class SpeechDataModule(L.LightningDataModule):
         return total
 
     def save_target(self, directory: Path) -> Path | None:
-        """Write the tokenizer (``tokenizer.json``) into ``directory``, for text targets."""
+        """Write the tokenizer (``tokenizer.json``) into ``directory``, for text targets, and
+        the source tokenizer (``source_tokenizer.json``) when there is a source field."""
+        if self.source is not None:
+            save_tokenizer(self.source.tokenizer, Path(directory) / "source_tokenizer.json")
         if isinstance(self.target, TokenTargets):
             return save_tokenizer(self.target.tokenizer, Path(directory) / "tokenizer.json")
         return None
@@ -211,11 +234,15 @@ class SpeechDataModule(L.LightningDataModule):
 
     def task_inputs(self) -> dict[str, object]:
         """What the task's constructor needs from the data (plain data, stored in checkpoints):
-        ``labels`` for classification, ``tokenizer`` (its saved state) for text targets."""
+        ``labels`` for classification, ``tokenizer`` (its saved state) for text targets, and
+        ``source_tokenizer`` with a source field."""
         if not self.datasets:
             self.setup()
         if isinstance(self.target, TokenTargets):
-            return {"tokenizer": self.target.tokenizer.state()}
+            inputs: dict[str, object] = {"tokenizer": self.target.tokenizer.state()}
+            if self.source is not None:
+                inputs["source_tokenizer"] = self.source.tokenizer.state()
+            return inputs
         return {"labels": list(self.labels)}
 
     # -- loaders ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ class Example:
     id: str
     audio: torch.Tensor
     target: torch.Tensor
+    source: torch.Tensor | None = None  # (S,) source-text token ids (speech translation)
 
 
 @dataclass
@@ -33,6 +34,9 @@ class SkippedExample:
 class SpeechDataset(Dataset):
     """Utterances decoded with soundfile, mixed to mono and resampled to ``sample_rate``.
 
+    ``target`` makes each example's target; ``source`` (optional) a second token sequence, the
+    source transcript of a translation pair.
+
     A file that fails to decode yields a :class:`SkippedExample` instead of raising, so one bad
     file never ends an epoch.
     """
@@ -42,10 +46,12 @@ class SpeechDataset(Dataset):
         utterances: Sequence[Utterance],
         sample_rate: int,
         target: Callable[[Utterance], torch.Tensor],
+        source: Callable[[Utterance], torch.Tensor] | None = None,
     ) -> None:
         self.utterances = list(utterances)
         self.sample_rate = sample_rate
         self.target = target
+        self.source = source
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -67,4 +73,5 @@ class SpeechDataset(Dataset):
             )
         except AudioError as error:
             return SkippedExample(utterance.id, utterance.audio_path, str(error))
-        return Example(id=utterance.id, audio=audio, target=self.target(utterance))
+        source = self.source(utterance) if self.source is not None else None
+        return Example(utterance.id, audio, self.target(utterance), source)

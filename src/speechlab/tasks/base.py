@@ -18,8 +18,9 @@ SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 class SpeechTask(L.LightningModule):
     """Base of the task modules: one level, no mixins.
 
-    Subclasses set ``target_field`` (the :class:`Utterance` field they learn) and implement the
-    steps. Features are computed here, on the device, after the batch is transferred.
+    Subclasses set ``target_field`` (the :class:`Utterance` field they learn), optionally
+    ``source_field`` (a second text field, e.g. the source transcript of a translation, batched
+    as ``Batch.sources``), and implement the steps. Features are computed here, on the device, after the batch is transferred.
 
     Args:
         frontend: waveform -> features module (e.g. :class:`speechlab.features.LogMelFrontend`).
@@ -31,6 +32,7 @@ class SpeechTask(L.LightningModule):
     """
 
     target_field: ClassVar[str]
+    source_field: ClassVar[str | None] = None  # a second text field the task learns from
 
     def __init__(
         self,

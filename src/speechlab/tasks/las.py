@@ -198,6 +198,9 @@ class LASTask(SpeechTask):
         tokenizer: a saved tokenizer (``Tokenizer.state()``), given by the datamodule.
         optimizer, scheduler, augment: see :class:`SpeechTask`.
         ctc_weight: weight ``lambda`` in ``[0, 1)`` of the CTC loss; 0 drops the CTC head.
+        source_tokenizer: a saved tokenizer of a source text (``Batch.sources``) that the CTC
+            head learns instead of the targets (speech translation: the source transcript).
+            The CTC head then cannot score target prefixes, so decoding is attention only.
         ctc_upsampling: CTC frames per encoder frame: the head predicts this many token
             distributions per frame. CTC needs a frame per label (plus one between repeated
             labels), which a heavily subsampled encoder (8x: 80 ms frames) does not have for
@@ -212,6 +215,7 @@ class LASTask(SpeechTask):
     """
 
     target_field = "text"
+    prediction_columns: tuple[str, ...] = ("id", "reference", "hypothesis")
 
     def __init__(
         self,
@@ -223,6 +227,7 @@ class LASTask(SpeechTask):
         scheduler: SchedulerFactory | None = None,
         augment: nn.Module | None = None,
         ctc_weight: float = 0.3,
+        source_tokenizer: Mapping[str, Any] | None = None,
         ctc_upsampling: int = 1,
         label_smoothing: float = 0.1,
         sampling_rate: float = 0.1,
@@ -241,13 +246,15 @@ class LASTask(SpeechTask):
         if not 0.0 <= sampling_rate <= 1.0:
             raise ValueError(f"sampling_rate must be in [0, 1], got {sampling_rate}")
         self.tokenizer = load_tokenizer(tokenizer)
+        self.source_tokenizer = load_tokenizer(source_tokenizer) if source_tokenizer else None
         vocab_size = self.tokenizer.vocab_size
+        ctc_vocab_size = (self.source_tokenizer or self.tokenizer).vocab_size
         self.encoder = encoder
         self.speller = _build_speller(speller, vocab_size, encoder.output_dim)
         self.ctc_weight = float(ctc_weight)
         self.ctc_upsampling = int(ctc_upsampling)
         self.ctc_head = (
-            nn.Linear(encoder.output_dim, vocab_size * self.ctc_upsampling)
+            nn.Linear(encoder.output_dim, ctc_vocab_size * self.ctc_upsampling)
             if self.ctc_weight > 0
             else None
         )
@@ -259,11 +266,27 @@ class LASTask(SpeechTask):
         self.decoding: dict[str, Any] = {**DEFAULT_DECODING, **(decoding or {})}
         self._decoder: AttentionDecoder | None = None
         build_attention_decoder({**self.decoding, "lm": None}, [], None)  # check the options
+        self._init_metrics()
+        self.samples: list[tuple[str, ...]] = []
+        self.predictions: list[tuple[str, ...]] = []
+        self._alignment: tuple[torch.Tensor, list[str], str] | None = None
+
+    def _init_metrics(self) -> None:
+        """The metric modules of validation and test (WER and CER here)."""
         self.wer = nn.ModuleDict({split: WordErrorRate() for split in ("val", "test")})
         self.cer = nn.ModuleDict({split: CharErrorRate() for split in ("val", "test")})
-        self.samples: list[tuple[str, str, str]] = []
-        self.predictions: list[tuple[str, str, str]] = []
-        self._alignment: tuple[torch.Tensor, list[str], str] | None = None
+
+    def _score(self, split: str, hypotheses: list[str], references: list[str]) -> None:
+        """Update and log the metrics of ``split`` with a batch of decoded texts."""
+        size = len(hypotheses)
+        self.wer[split](hypotheses, references)
+        self.cer[split](hypotheses, references)
+        self.log(f"{split}/wer", self.wer[split], batch_size=size, prog_bar=True)
+        self.log(f"{split}/cer", self.cer[split], batch_size=size, prog_bar=True)
+
+    def _rows(self, batch: Batch, references: list[str], hypotheses: list[str]) -> list[tuple]:
+        """Prediction rows of ``batch`` in :attr:`prediction_columns` order."""
+        return list(zip(batch.ids, references, hypotheses, strict=True))
 
     # -- model --------------------------------------------------------------------------------
     def encode(
@@ -311,8 +334,8 @@ class LASTask(SpeechTask):
         return encoder_frames(self.frontend, self.encoder, num_samples)
 
     def check_example(self, num_samples: int, target: torch.Tensor) -> str | None:
-        if self.ctc_head is None:
-            return None
+        if self.ctc_head is None or self.source_tokenizer is not None:
+            return None  # CTC on the source: zero_infinity drops the rare impossible one
         return ctc_length_problem(self.output_frames(num_samples) * self.ctc_upsampling, target)
 
     @property
@@ -338,6 +361,9 @@ class LASTask(SpeechTask):
             decoding = dict(self.decoding)
             if self.ctc_head is None and decoding.get("ctc_weight"):
                 log.info("model.decoding.ctc_weight ignored: this model has no CTC head")
+                decoding["ctc_weight"] = 0.0
+            if self.source_tokenizer is not None and decoding.get("ctc_weight"):
+                log.info("model.decoding.ctc_weight ignored: the CTC head spells the source")
                 decoding["ctc_weight"] = 0.0
             self._decoder = build_attention_decoder(
                 decoding, self.tokenizer.tokens, self.tokenizer.word_delimiter
@@ -388,12 +414,21 @@ class LASTask(SpeechTask):
         loss = attention_loss
         if outputs["ctc_log_probs"] is not None:
             log_probs = outputs["ctc_log_probs"]
+            ctc_targets, ctc_target_lengths = batch.targets, batch.target_lengths
+            if self.source_tokenizer is not None:
+                if batch.sources is None:
+                    raise ValueError(
+                        "this model's CTC head learns the source text, but the batch has no "
+                        "sources; build the datamodule with source_field='text' (train.py does "
+                        "for a task with source_field)"
+                    )
+                ctc_targets, ctc_target_lengths = batch.sources, batch.source_lengths
             with torch.autocast(device_type=log_probs.device.type, enabled=False):
                 ctc_loss = F.ctc_loss(
                     log_probs.transpose(0, 1),
-                    batch.targets,
+                    ctc_targets,
                     outputs["ctc_lengths"],
-                    batch.target_lengths,
+                    ctc_target_lengths,
                     blank=0,
                     reduction="mean",
                     zero_infinity=True,
@@ -420,7 +455,7 @@ class LASTask(SpeechTask):
             self.log("train/sampling_rate", rate, batch_size=size)
         return losses["loss"]
 
-    def _evaluate(self, batch: Batch, split: str) -> list[tuple[str, str, str]]:
+    def _evaluate(self, batch: Batch, split: str) -> list[tuple]:
         outputs = self(batch.features, batch.feature_lengths, batch.targets, batch.target_lengths)
         losses = self._losses(batch, outputs)
         decoder = self._greedy() if split == "val" else self.decoder
@@ -432,16 +467,13 @@ class LASTask(SpeechTask):
             outputs["ctc_lengths"],
         )
         references = batch_references(self.tokenizer, batch)
-        self.wer[split](hypotheses, references)
-        self.cer[split](hypotheses, references)
         size = len(batch)
         for name, value in losses.items():
             self.log(f"{split}/{name}", value, batch_size=size, sync_dist=True)
-        self.log(f"{split}/wer", self.wer[split], batch_size=size, prog_bar=True)
-        self.log(f"{split}/cer", self.cer[split], batch_size=size, prog_bar=True)
-        if split == "val" and self._alignment is None:
+        self._score(split, hypotheses, references)
+        if split == "val" and self._alignment is None and outputs["attention"] is not None:
             self._alignment = self._first_alignment(batch, outputs, references[0], hypotheses[0])
-        return list(zip(batch.ids, references, hypotheses, strict=True))
+        return self._rows(batch, references, hypotheses)
 
     def _first_alignment(
         self, batch: Batch, outputs: dict[str, Any], reference: str, hypothesis: str
@@ -470,7 +502,7 @@ class LASTask(SpeechTask):
         if self.trainer.sanity_checking:
             return
         if self.samples:
-            log_table(self.trainer, "val/samples", ["id", "reference", "hypothesis"], self.samples)
+            log_table(self.trainer, "val/samples", self.prediction_columns, self.samples)
         if self._alignment is not None:
             weights, tokens, title = self._alignment
             log_figure(self.trainer, "val/attention", attention_figure(weights, tokens, title))

@@ -52,10 +52,10 @@ EXPECTED_LAYOUT = (
 )
 
 
-def _rows(path: Path) -> Iterator[list[str]]:
+def tsv_rows(path: Path) -> Iterator[list[str]]:
     """The tab-separated rows of ``path``, quotes kept as text.
 
-    Bytes that are not UTF-8 come through as lone surrogates (see :func:`_is_utf8`).
+    Bytes that are not UTF-8 come through as lone surrogates (see :func:`is_utf8`).
     """
     with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -68,13 +68,13 @@ def _rows(path: Path) -> Iterator[list[str]]:
             ) from error
 
 
-def _is_utf8(fields: list[str]) -> bool:
+def is_utf8(fields: list[str]) -> bool:
     """False when a field holds bytes that were not UTF-8 (decoded as lone surrogates)."""
     return not any("\udc80" <= char <= "\udcff" for field in fields for char in field)
 
 
 def _header(path: Path) -> list[str]:
-    return next(_rows(path), [])
+    return next(tsv_rows(path), [])
 
 
 class CommonVoiceReader:
@@ -147,10 +147,10 @@ class CommonVoiceReader:
                 f"the Common Voice root {self.root} lacks {', '.join(missing)}{self._locale_hint()}"
             )
         for split in SPLITS:
-            self._columns(self.split_tsv(split), REQUIRED_COLUMNS)
+            self.columns(self.split_tsv(split), REQUIRED_COLUMNS)
         durations = self.root / CLIP_DURATIONS
         if durations.is_file():
-            self._columns(durations, DURATION_COLUMNS)
+            self.columns(durations, DURATION_COLUMNS)
         self._durations = None  # re-read: the files may have changed since the last scan
 
     def options(self) -> dict:
@@ -176,18 +176,18 @@ class CommonVoiceReader:
     def scan(self, split: str, report: ScanReport) -> Iterator[Utterance]:
         """Yield the clips of ``split``; unusable rows and clips go to ``report``."""
         tsv = self.split_tsv(split)
-        header = self._columns(tsv, REQUIRED_COLUMNS)
+        header = self.columns(tsv, REQUIRED_COLUMNS)
         column = {name: header.index(name) for name in header}
         held_out = self._held_out_paths() if split == "train" else set()
-        durations = {} if self.probe else self._clip_durations()
+        durations = {} if self.probe else self.clip_durations()
         seen: set[str] = set()
         excluded = duplicates = 0
-        rows = _rows(tsv)
+        rows = tsv_rows(tsv)
         next(rows, None)
         for line, row in enumerate(rows, start=2):
             if not any(field.strip() for field in row):
                 continue
-            if not _is_utf8(row):
+            if not is_utf8(row):
                 report.skip(f"{tsv}:{line}", "is not valid UTF-8 text; fix or delete the row")
                 continue
             if len(row) != len(header):
@@ -229,13 +229,38 @@ class CommonVoiceReader:
         where: str,
         report: ScanReport,
     ) -> Utterance | None:
+        locale = row[column["locale"]].strip() if "locale" in column else ""
+        return self.clip_utterance(
+            name,
+            row[column["sentence"]],
+            row[column["client_id"]].strip() or None,
+            locale or self.language,
+            durations,
+            where,
+            report,
+        )
+
+    def clip_utterance(
+        self,
+        name: str,
+        sentence: str,
+        speaker: str | None,
+        language: str | None,
+        durations: dict[str, float],
+        where: str,
+        report: ScanReport,
+    ) -> Utterance | None:
+        """The record of clip ``name`` (relative to ``clips/``) reading ``sentence``, or
+        ``None`` with the reason in ``report``: the clip is missing or unreadable, or the
+        sentence normalises to nothing or leaves the alphabet. ``durations`` is
+        :meth:`clip_durations` (or empty: probe); ``where`` names the row in messages.
+        Shared by the readers of corpora built on Common Voice clips (CoVoST 2)."""
         path = self.clips / name
         if not path.is_file() and (self.clips / f"{name}.mp3").is_file():
             name, path = f"{name}.mp3", self.clips / f"{name}.mp3"  # early releases: no suffix
         if not path.is_file():
             report.skip(path, f"listed in {where} but the file does not exist")
             return None
-        sentence = row[column["sentence"]]
         text = self.normalizer(sentence)
         if text is None:
             outside = "".join(self.normalizer.outside_alphabet(sentence))
@@ -257,18 +282,17 @@ class CommonVoiceReader:
                 report.skip(path, str(error))
                 return None
             duration, sample_rate = info.duration, info.sample_rate
-        locale = row[column["locale"]].strip() if "locale" in column else ""
         return Utterance(
             id=Path(name).stem,
             audio_path=str(path),
             duration=duration,
             sample_rate=sample_rate,
             text=text,
-            speaker=row[column["client_id"]].strip() or None,
-            language=locale or self.language,
+            speaker=speaker,
+            language=language,
         )
 
-    def _columns(self, path: Path, required: tuple[str, ...]) -> list[str]:
+    def columns(self, path: Path, required: tuple[str, ...]) -> list[str]:
         """The header of ``path``; a :class:`CorpusLayoutError` when it lacks ``required``."""
         try:
             header = [name.strip() for name in _header(path)]
@@ -285,16 +309,16 @@ class CommonVoiceReader:
             )
         return header
 
-    def _clip_durations(self) -> dict[str, float]:
+    def clip_durations(self) -> dict[str, float]:
         """``clip -> seconds`` from ``clip_durations.tsv`` (empty when absent)."""
         if self._durations is None:
             self._durations = {}
             path = self.root / CLIP_DURATIONS
             if path.is_file():
-                header = self._columns(path, DURATION_COLUMNS)
+                header = self.columns(path, DURATION_COLUMNS)
                 clip, ms = header.index("clip"), header.index("duration[ms]")
                 unusable = 0
-                rows = _rows(path)
+                rows = tsv_rows(path)
                 next(rows, None)
                 for row in rows:
                     try:
@@ -315,8 +339,8 @@ class CommonVoiceReader:
         paths: set[str] = set()
         for split in ("validation", "test"):
             tsv = self.split_tsv(split)
-            index = self._columns(tsv, REQUIRED_COLUMNS).index("path")
-            rows = _rows(tsv)
+            index = self.columns(tsv, REQUIRED_COLUMNS).index("path")
+            rows = tsv_rows(tsv)
             next(rows, None)
             paths.update(row[index].strip() for row in rows if len(row) > index)
         return paths
