@@ -17,8 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from speechlab import __version__, resolvers  # noqa: F401  (config resolvers)
 from speechlab.callbacks import RecipeInCheckpoint, SkippedAudioReport
-from speechlab.init_from import INIT_FROM_KEY, apply_init_from, without_init_from
 from speechlab.checkpointing import ExactResume, resolve_ckpt_path
+from speechlab.init_from import INIT_FROM_KEY, apply_init_from, without_init_from
 from speechlab.reports import plain_metrics, print_metrics, write_metrics, write_predictions
 
 log = logging.getLogger(__name__)
