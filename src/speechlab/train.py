@@ -8,12 +8,16 @@ from typing import Any
 
 import hydra
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from speechlab import __version__, resolvers  # noqa: F401  (config resolvers)
 from speechlab.callbacks import RecipeInCheckpoint, SkippedAudioReport
 from speechlab.reports import plain_metrics, print_metrics, write_metrics, write_predictions
+from speechlab.resume import plan_resume
+from speechlab.run_record import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +47,40 @@ def build_recipe(cfg: DictConfig, task_inputs: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def hydra_job() -> tuple[bool, list[str]]:
+    """Whether this is a multirun job, and its task overrides (empty outside Hydra)."""
+    if not HydraConfig.initialized():
+        return False, []
+    hydra_cfg = HydraConfig.get()
+    return hydra_cfg.mode == RunMode.MULTIRUN, list(hydra_cfg.overrides.task)
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
-    """Train and/or test as ``cfg`` says; return the logged metrics (``val/*``, ``test/*``)."""
+    """Train and/or test as ``cfg`` says; return the logged metrics (``val/*``, ``test/*``) and
+    ``<monitor>_best``, the best monitored validation value.
+
+    Keeps the run record ``run.json`` in the run dir. A multirun job whose run dir records that it
+    finished returns the recorded metrics without training; one that left ``last.ckpt`` resumes.
+    """
+    run_dir = Path(cfg.paths.output_dir)
+    multirun, overrides = hydra_job()
+    state = plan_resume(cfg.get("ckpt_path"), run_dir, multirun, overrides)
+    if state.finished:
+        return state.metrics
+    monitor = cfg.model.get("monitor") or "val/loss"
+    record = RunRecord(run_dir, monitor, cfg.model.get("monitor_mode") or "min", overrides)
+    record.start()
+    try:
+        metrics = fit_and_test(cfg, record, state.ckpt_path)
+    except Exception as error:
+        record.fail(error)
+        raise
+    record.finish(metrics)
+    return metrics
+
+
+def fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None) -> dict[str, float]:
+    """The recipe: seed, data, model, callbacks, loggers, trainer; fit from ``ckpt_path``, test."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
@@ -55,7 +91,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     datamodule.drop_inadmissible(task.check_example)
 
     callbacks = instantiate_group(cfg.get("callbacks"))
-    callbacks += [RecipeInCheckpoint(build_recipe(cfg, task_inputs)), SkippedAudioReport()]
+    callbacks += [RecipeInCheckpoint(build_recipe(cfg, task_inputs)), SkippedAudioReport(), record]
     loggers = instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False
@@ -72,8 +108,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
-        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics.update(plain_metrics(trainer.callback_metrics))
+        if record.best is not None:  # what a sweep optimises (conf/train.yaml: optimized_metric)
+            metrics[f"{record.monitor}_best"] = record.best
 
     if cfg.get("test", True):
         checkpoint = next(
