@@ -12,8 +12,17 @@ def wandb_offline() -> bool:
     return not os.environ.get("WANDB_API_KEY")
 
 
+def sweep_direction(monitor_mode: str) -> str:
+    """A task's ``monitor_mode`` (``min``/``max``) as an optimiser's direction."""
+    directions = {"min": "minimize", "max": "maximize"}
+    if monitor_mode not in directions:
+        raise ValueError(f"monitor_mode must be 'min' or 'max', got {monitor_mode!r}")
+    return directions[monitor_mode]
+
+
 def register() -> None:
     OmegaConf.register_new_resolver("wandb_offline", wandb_offline, replace=True)
+    OmegaConf.register_new_resolver("sweep_direction", sweep_direction, replace=True)
 
 
 register()
