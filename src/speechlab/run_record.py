@@ -10,7 +10,7 @@ Layout::
      "overrides": ["model.optimizer.lr=0.001", ...],        # the job's command-line overrides
      "monitor": "val/acc", "mode": "max",
      "attempts": [{"started": "...", "updated": "...", "ended": "...", "status": "..."}],
-     "curve": [{"epoch": 0, "step": 40, "value": 0.41}, ...],  # monitor after each validation
+     "curve": [{"epoch": 0, "step": 40, "value": 0.41, "attempt": 0}, ...],  # after each validation
      "best": 0.52, "epochs": 3, "wall_s": 61.2, "error": "..."}
 """
 
@@ -95,8 +95,9 @@ class RunRecord(Callback):
         self.record["attempts"].append({"started": _now(), "status": RUNNING})
         self._write()
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # A resumed fit starts at the checkpoint's epoch: forget what came after it.
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A resumed fit (its state restored by now) goes on after the checkpoint's epoch: forget
+        # what an earlier attempt recorded after that.
         epoch = trainer.current_epoch
         self.record["curve"] = [p for p in self.record["curve"] if p["epoch"] < epoch]
         self._write()
@@ -112,6 +113,7 @@ class RunRecord(Callback):
                 "epoch": epoch,
                 "step": trainer.global_step,
                 "value": None if value is None else float(value),
+                "attempt": len(self.record["attempts"]) - 1,
             }
         )
         self.record["curve"] = curve
