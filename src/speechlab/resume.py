@@ -84,11 +84,17 @@ def plan_resume(
     return ResumeState(ckpt_path=resolve_ckpt_path(ckpt_path, run_dir))
 
 
+def job_defining(overrides: Sequence[str]) -> list[str]:
+    """The overrides that make a job what it is: all but the launcher's (how it is run)."""
+    return [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] != "launcher"]
+
+
 def check_same_job(run_dir: str | Path, overrides: Sequence[str]) -> None:
-    """Stop when ``run_dir``'s record was made with other overrides than this job's."""
+    """Stop when ``run_dir``'s record was made with other overrides than this job's (the
+    launcher may differ: a sweep started on SLURM may be finished on this machine)."""
     record = read_record(run_dir) or {}
     recorded = record.get("overrides")
-    if recorded is None or list(recorded) == list(overrides):
+    if recorded is None or job_defining(recorded) == job_defining(overrides):
         return
     raise ValueError(
         f"{run_dir} holds a job run with overrides {list(recorded)}, but this job has "

@@ -46,35 +46,44 @@ def record(job_dir: Path) -> dict:
     return json.loads((job_dir / "run.json").read_text())
 
 
-def test_grid_multirun_writes_a_summary_and_its_relaunch_skips_finished_jobs(data_dir, tmp_path):
+def test_grid_summary_lists_each_job_and_a_joblib_relaunch_skips_the_finished_ones(
+    data_dir, tmp_path
+):
     sweep = tmp_path / "sweep"
-    command = ["-m", *tiny(data_dir, tmp_path), "model.optimizer.lr=1e-3,3e-3"]
-    run_cli("train.py", *command, f"hydra.sweep.dir={sweep}")
+    command = ["-m", *tiny(data_dir, tmp_path), "model.optimizer.lr=1e-3,3e-3,-1"]
+    first = run_cli("train.py", *command, f"hydra.sweep.dir={sweep}", expect_ok=False)
+    assert first.returncode != 0, "a failed job must fail the multirun"
 
-    rows = summary_rows(sweep)
+    rows = summary_rows(sweep)  # written although the sweep ended in an error
     assert [(r["job"], r["status"], r["overrides"]) for r in rows] == [
         ("0", "finished", "model.optimizer.lr=0.001"),
         ("1", "finished", "model.optimizer.lr=0.003"),
+        ("2", "failed", "model.optimizer.lr=-1"),
     ]
-    for row in rows:
+    for row in rows[:2]:
         job = record(sweep / row["job"])
         assert float(row["best"]) == job["best"] == job["metrics"]["val/acc_best"]
         assert 0.0 <= float(row["best"]) <= 1.0 and row["monitor"] == "val/acc"
         assert row["epochs"] == "1" and float(row["wall_s"]) > 0
+    assert rows[2]["best"] == "" and "Invalid learning rate: -1" in rows[2]["error"]
     markdown = (sweep / "summary.md").read_text()
-    assert "| model.optimizer.lr=0.001" not in markdown  # overrides are code-formatted
+    assert "3 jobs: 2 finished, 1 failed, 0 unfinished" in markdown
     assert "`model.optimizer.lr=0.001`" in markdown and "`model.optimizer.lr=0.003`" in markdown
-    assert "2 finished, 0 failed" in markdown
 
     checkpoints = sorted(sweep.glob("*/checkpoints/*.ckpt"))
     stamps = [p.stat().st_mtime_ns for p in checkpoints]
-    relaunched = run_cli("train.py", *command, f"hydra.sweep.dir={sweep}")
-    log = relaunched.stdout + relaunched.stderr
+    relaunched = run_cli(
+        "train.py", *command, "launcher=joblib", f"hydra.sweep.dir={sweep}", expect_ok=False
+    )
+    assert "Joblib" in relaunched.stdout + relaunched.stderr
+    assert relaunched.returncode != 0, "the failed job runs again, and fails again"
     for job in ("0", "1"):
-        assert f"job already finished in {sweep / job} (run.json)" in log
+        job_log = (sweep / job / "debug.log").read_text()  # debug presets: task_name=debug
+        assert f"job already finished in {sweep / job} (run.json)" in job_log
         assert len(record(sweep / job)["attempts"]) == 1
     assert [p.stat().st_mtime_ns for p in checkpoints] == stamps
-    assert len(summary_rows(sweep)) == 2
+    assert len(record(sweep / "2")["attempts"]) == 2
+    assert [r["status"] for r in summary_rows(sweep)] == ["finished", "finished", "failed"]
 
 
 def test_optuna_sweep_optimises_the_returned_best_metric(data_dir, tmp_path):
@@ -97,42 +106,7 @@ def test_optuna_sweep_optimises_the_returned_best_metric(data_dir, tmp_path):
     assert result["best_params"]["model.optimizer.lr"] in lrs
 
 
-def test_joblib_launcher_lists_a_failed_job_as_failed(data_dir, tmp_path):
-    sweep = tmp_path / "joblib"
-    result = run_cli(
-        "train.py",
-        "-m",
-        "launcher=joblib",
-        *tiny(data_dir, tmp_path),
-        "model.optimizer.lr=1e-3,-1",
-        f"hydra.sweep.dir={sweep}",
-        expect_ok=False,
-    )
-    assert result.returncode != 0, "a failed job must fail the multirun"
-    assert "Joblib" in result.stdout + result.stderr
-    rows = summary_rows(sweep)  # written although the sweep ended in an error
-    assert [(r["job"], r["status"]) for r in rows] == [("0", "finished"), ("1", "failed")]
-    assert "Invalid learning rate: -1" in rows[1]["error"]
-    assert float(rows[0]["best"]) >= 0.0 and rows[1]["best"] == ""
-    assert "1 finished, 1 failed" in (sweep / "summary.md").read_text()
-
-
-def test_submitit_local_launcher_runs_the_job_without_slurm(data_dir, tmp_path):
-    sweep = tmp_path / "submitit"
-    run_cli(
-        "train.py",
-        "-m",
-        "launcher=submitit_local",
-        *tiny(data_dir, tmp_path),
-        f"hydra.sweep.dir={sweep}",
-    )
-    (row,) = summary_rows(sweep)
-    assert row["status"] == "finished" and float(row["best"]) >= 0.0
-    assert (sweep / "0" / "checkpoints" / "last.ckpt").exists()
-    assert list((sweep / ".submitit").glob("*/*_result.pkl")), "submitit ran the job"
-
-
-def test_relaunch_resumes_a_killed_job_from_its_last_checkpoint(data_dir, tmp_path):
+def test_a_submitit_relaunch_resumes_a_killed_job_from_its_last_checkpoint(data_dir, tmp_path):
     sweep = tmp_path / "sweep"
     command = [sys.executable, "train.py", "-m", *tiny(data_dir, tmp_path, epochs=4)]
     command.append(f"hydra.sweep.dir={sweep}")
@@ -150,10 +124,12 @@ def test_relaunch_resumes_a_killed_job_from_its_last_checkpoint(data_dir, tmp_pa
     done_epochs = torch.load(last, map_location="cpu", weights_only=True)["epoch"] + 1
     assert done_epochs < 4
 
+    # Relaunched through submitit, on this machine, as a SLURM requeue would.
+    command.append("launcher=submitit_local")
     relaunched = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
-    log = relaunched.stdout + relaunched.stderr
-    assert relaunched.returncode == 0, log[-5000:]
-    assert f"resuming unfinished job from {last}" in log
+    assert relaunched.returncode == 0, (relaunched.stdout + relaunched.stderr)[-5000:]
+    assert list((sweep / ".submitit").glob("*/*_result.pkl")), "submitit ran the job"
+    assert f"resuming unfinished job from {last}" in (sweep / "0" / "debug.log").read_text()
     job = record(sweep / "0")
     assert job["status"] == "finished" and len(job["attempts"]) == 2
     # Epochs before the kill come from the first attempt, the rest from the relaunch: none twice.

@@ -54,6 +54,8 @@ def test_a_dir_of_another_job_stops_the_relaunch(tmp_path):
     with pytest.raises(ValueError, match="hydra.sweep.dir") as error:
         plan_resume(None, tmp_path, multirun=True, overrides=["model.optimizer.lr=0.003"])
     assert "model.optimizer.lr=0.001" in str(error.value) and str(tmp_path) in str(error.value)
+    # Another launcher runs the same job.
+    assert plan_resume(None, tmp_path, True, [*LR, "launcher=joblib"]).ckpt_path is not None
 
 
 def test_ckpt_path_last_means_this_run_dirs_last_checkpoint(tmp_path):
