@@ -169,7 +169,7 @@ def write_markdown(rows: list[JobRow], path: Path, title: str) -> Path:
         error = r.error.replace("|", "\\|")
         lines.append(
             f"| {job} | {r.status} | `{r.overrides}` | {_fmt(r.best)} | {_fmt(r.epochs)} "
-            f"| {_fmt(r.wall_s, 3) if r.wall_s is None else f'{r.wall_s:.1f}'} | {error} |"
+            f"| {'' if r.wall_s is None else f'{r.wall_s:.1f}'} | {error} |"
         )
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
