@@ -1,7 +1,7 @@
 """Sweep summary: one row per job of a multirun dir in ``summary.csv``, ``summary.md``, ``summary.png``.
 
-Runs by itself after every multirun (a Hydra callback, registered in ``conf/hydra/default.yaml``)
-and by hand on any multirun dir::
+Runs by itself after every multirun of train.py (a Hydra callback, registered in
+``conf/train.yaml``) and by hand on any multirun dir::
 
     python -m speechlab.sweep_summary logs/train/multiruns/<timestamp>
 
