@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import csv
 import logging
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,6 +176,12 @@ def write_markdown(rows: list[JobRow], path: Path, title: str) -> Path:
     return path
 
 
+def _short(overrides: str, width: int = 70) -> str:
+    """Overrides for a legend: long floats to 3 significant digits, cut at ``width``."""
+    text = re.sub(r"\d+\.\d{4,}(?:e-?\d+)?", lambda m: f"{float(m.group()):.3g}", overrides)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def write_plot(rows: list[JobRow], path: Path, title: str) -> Path:
     """Left: the best monitored value per job (failed/unfinished jobs marked). Right: the curves."""
     import matplotlib
@@ -199,7 +206,7 @@ def write_plot(rows: list[JobRow], path: Path, title: str) -> Path:
     for r in rows:
         if r.curve:
             epochs, values = zip(*r.curve, strict=True)
-            curves.plot(epochs, values, marker="o", label=f"{r.job}: {r.overrides}"[:60])
+            curves.plot(epochs, values, marker="o", label=f"{r.job}: {_short(r.overrides)}")
     curves.xaxis.set_major_locator(MaxNLocator(integer=True))
     curves.set_xlabel("epoch")
     curves.set_ylabel(monitor)
