@@ -196,32 +196,6 @@ def _set_random_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path) -> str | None:
-    """``ckpt_path`` as ``trainer.fit`` wants it: ``last`` means this run dir's ``last.ckpt``.
-
-    Raises:
-        FileNotFoundError: ``last`` was asked for but the run dir has no ``last.ckpt``, or the
-            given path does not exist.
-    """
-    if ckpt_path in (None, ""):
-        return None
-    if ckpt_path == "last":
-        path = Path(output_dir) / "checkpoints" / LAST_NAME
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"ckpt_path=last: no {path}. Pass the killed run's folder as its run dir, e.g. "
-                f"python train.py ckpt_path=last hydra.run.dir=logs/train/runs/<run> (with the "
-                "same overrides), or give a checkpoint file: ckpt_path=<path>.ckpt."
-            )
-        return str(path)
-    if not Path(ckpt_path).is_file():
-        raise FileNotFoundError(
-            f"ckpt_path={ckpt_path}: no such checkpoint file; give a .ckpt written by a speechlab "
-            "run, or ckpt_path=last to resume the run in hydra.run.dir."
-        )
-    return str(ckpt_path)
-
-
 def average_checkpoints(paths: list[str | Path]) -> dict[str, Any]:
     """The weights of several checkpoints of one model averaged (e.g. the top-k of a run).
 

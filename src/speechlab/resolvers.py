@@ -12,12 +12,21 @@ def wandb_offline() -> bool:
     return not os.environ.get("WANDB_API_KEY")
 
 
+def sweep_direction(monitor_mode: str) -> str:
+    """A task's ``monitor_mode`` (``min``/``max``) as an optimiser's direction."""
+    directions = {"min": "minimize", "max": "maximize"}
+    if monitor_mode not in directions:
+        raise ValueError(f"monitor_mode must be 'min' or 'max', got {monitor_mode!r}")
+    return directions[monitor_mode]
+
+
 def register() -> None:
     from speechlab.loggers import run_id
 
     OmegaConf.register_new_resolver("wandb_offline", wandb_offline, replace=True)
     # ${run_id:${paths.output_dir}}: one id per run dir, so a resumed run continues its tracker run
     OmegaConf.register_new_resolver("run_id", run_id, replace=True)
+    OmegaConf.register_new_resolver("sweep_direction", sweep_direction, replace=True)
 
 
 register()

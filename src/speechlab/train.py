@@ -11,15 +11,19 @@ from typing import Any
 import hydra
 import lightning as L
 import torch.distributed as dist
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from speechlab import __version__, resolvers  # noqa: F401  (config resolvers)
 from speechlab.callbacks import RecipeInCheckpoint, SkippedAudioReport
-from speechlab.checkpointing import ExactResume, resolve_ckpt_path
+from speechlab.checkpointing import ExactResume
 from speechlab.init_from import INIT_FROM_KEY, apply_init_from, without_init_from
 from speechlab.reports import plain_metrics, print_metrics, write_metrics, write_predictions
+from speechlab.resume import plan_resume
+from speechlab.run_record import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +119,44 @@ def build_task(model_cfg: DictConfig | dict[str, Any], task_inputs: dict[str, An
     return hydra.utils.instantiate(without_init_from(model_cfg), **task_inputs)
 
 
+def hydra_job() -> tuple[bool, list[str]]:
+    """Whether this is a multirun job, and its task overrides (empty outside Hydra)."""
+    if not HydraConfig.initialized():
+        return False, []
+    hydra_cfg = HydraConfig.get()
+    return hydra_cfg.mode == RunMode.MULTIRUN, list(hydra_cfg.overrides.task)
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
-    """Train and/or test as ``cfg`` says; return the logged metrics (``val/*``, ``test/*``)."""
+    """Train and/or test as ``cfg`` says; return the logged metrics (``val/*``, ``test/*``) and
+    ``<monitor>_best``, the best monitored validation value.
+
+    Keeps the run record ``run.json`` in the run dir. A multirun job whose run dir records that it
+    finished returns the recorded metrics without training; one that left ``last.ckpt`` resumes.
+    """
+    run_dir = Path(cfg.paths.output_dir)
+    multirun, overrides = hydra_job()
+    state = plan_resume(cfg.get("ckpt_path"), run_dir, multirun, overrides)
+    if state.finished:
+        return state.metrics
+    monitor = cfg.model.get("monitor") or "val/loss"
+    record = RunRecord(run_dir, monitor, cfg.model.get("monitor_mode") or "min", overrides)
+    record.start()
+    try:
+        metrics = fit_and_test(cfg, record, state.ckpt_path)
+    except Exception as error:
+        record.fail(error)
+        raise
+    record.finish(metrics)
+    return metrics
+
+
+def fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None) -> dict[str, float]:
+    """The recipe: seed, data, model, callbacks, loggers, trainer; fit from ``ckpt_path``, test."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
     quiet_other_ranks()
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
     task_class = hydra.utils.get_class(cfg.model._target_)
     datamodule = build_datamodule(
         cfg.data,
@@ -138,6 +173,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         RecipeInCheckpoint(build_recipe(cfg, task_inputs)),
         ExactResume(),
         SkippedAudioReport(),
+        record,
     ]
     loggers = instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(
@@ -168,6 +204,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         except SIGTERMException:  # a SystemExit with status 0: a stopped run must not look done
             raise SystemExit(STOPPED_EXIT_STATUS) from None
         metrics.update(plain_metrics(trainer.callback_metrics))
+        if record.best is not None:  # what a sweep optimises (conf/train.yaml: optimized_metric)
+            metrics[f"{record.monitor}_best"] = record.best
 
     if cfg.get("test", True):
         checkpoint = next(

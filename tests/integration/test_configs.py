@@ -85,3 +85,24 @@ def test_wandb_is_offline_without_a_key(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     with composed("train", ["logger=wandb"], tmp_path) as cfg:
         assert cfg.logger.wandb.offline is False
+
+
+@pytest.mark.parametrize("option", options("launcher"))
+def test_every_launcher_config_composes(option: str, tmp_path: Path):
+    with composed("train", [f"launcher={option}"], tmp_path) as cfg:
+        launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+        assert launcher["_target_"].startswith("hydra_plugins.")
+        if option == "submitit_slurm":
+            assert launcher["signal_delay_s"] == 90
+            assert launcher["gpus_per_node"] == launcher["tasks_per_node"] == cfg.trainer.devices
+        build_all(cfg)
+
+
+@pytest.mark.parametrize("option", ["kws_optuna", "ctc_optuna"])
+def test_optuna_searches_follow_the_tasks_monitor_mode(option: str, tmp_path: Path):
+    with composed("train", [f"hparams_search={option}"], tmp_path) as cfg:
+        sweeper = OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)
+        expected = {"max": "maximize", "min": "minimize"}[cfg.model.monitor_mode]
+        assert sweeper["direction"] == expected
+        assert sweeper["sampler"]["_target_"] == "optuna.samplers.TPESampler"
+        assert cfg.optimized_metric == f"{cfg.model.monitor}_best"

@@ -165,8 +165,7 @@ def test_las_overfits_its_training_utterances_and_logs_samples_and_attention(las
 
 def test_resume_continues_training_at_the_next_epoch(las_run, tiny_voice, tmp_path):
     run_dir, _ = las_run
-    # last.ckpt is rewritten whenever a best checkpoint is (Lightning's save_last): the state of
-    # the last improving validation epoch
+    # last.ckpt is rewritten after every epoch (callbacks.last_checkpoint)
     last = run_dir / "checkpoints" / "last.ckpt"
     saved = torch.load(last, map_location="cpu", weights_only=True)
     epoch, step = saved["epoch"], saved["global_step"]

@@ -127,16 +127,6 @@ def test_stop_signal_saves_last_checkpoint_before_exit(data_dir, tmp_path, stop_
     assert 3 <= step < 24 and f"step {step}" in output, "saved where the signal stopped it"
 
 
-def test_ckpt_path_last_without_a_checkpoint_says_how_to_resume(tmp_path):
-    from speechlab.checkpointing import resolve_ckpt_path
-
-    with pytest.raises(FileNotFoundError, match="hydra.run.dir"):
-        resolve_ckpt_path("last", tmp_path)
-    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
-        resolve_ckpt_path(str(tmp_path / "nope.ckpt"), tmp_path)
-    assert resolve_ckpt_path(None, tmp_path) is None
-
-
 @pytest.mark.slow
 @pytest.mark.usefixtures("mini_commands")
 def test_two_process_ddp_on_cpu_trains_validates_tests_and_rank0_alone_writes(data_dir, tmp_path):

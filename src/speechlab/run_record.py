@@ -1,0 +1,154 @@
+"""The run record ``<run dir>/run.json``: status, attempts with their times, the monitored curve.
+
+One JSON file per run dir, rewritten atomically at the start of each attempt, after each
+validation epoch and at the end, so that a run killed at any moment leaves a record that says
+how far it got. Sweep summaries read it; relaunched sweeps decide from it whether a job is done.
+
+Layout::
+
+    {"status": "running" | "finished" | "failed",
+     "overrides": ["model.optimizer.lr=0.001", ...],        # the job's command-line overrides
+     "monitor": "val/acc", "mode": "max",
+     "attempts": [{"started": "...", "updated": "...", "ended": "...", "status": "..."}],
+     "curve": [{"epoch": 0, "step": 40, "value": 0.41, "attempt": 0}, ...],  # after each validation
+     "best": 0.52, "epochs": 3, "wall_s": 61.2, "error": "..."}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_only
+
+RECORD_NAME = "run.json"
+FINISHED, FAILED, RUNNING = "finished", "failed", "running"
+
+
+def read_record(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run record of ``run_dir``, or None when there is none (or it is unreadable)."""
+    path = Path(run_dir) / RECORD_NAME
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def best_of(curve: Sequence[dict[str, Any]], mode: str) -> float | None:
+    """The best ``value`` of a curve (``mode`` ``min`` or ``max``), ignoring missing values."""
+    values = [p["value"] for p in curve if p.get("value") is not None and p["value"] == p["value"]]
+    if not values:
+        return None
+    return max(values) if mode == "max" else min(values)
+
+
+def wall_seconds(record: dict[str, Any]) -> float:
+    """Seconds spent over all attempts (a killed attempt counts until its last update)."""
+    total = 0.0
+    for attempt in record.get("attempts", []):
+        start = _parse(attempt.get("started"))
+        end = _parse(attempt.get("ended") or attempt.get("updated"))
+        if start is not None and end is not None:
+            total += max(0.0, end - start)
+    return total
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _parse(stamp: str | None) -> float | None:
+    return datetime.fromisoformat(stamp).timestamp() if stamp else None
+
+
+class RunRecord(Callback):
+    """Keeps ``<run_dir>/run.json`` up to date; only the global-zero process writes.
+
+    ``start()`` opens an attempt (keeping the curve of earlier attempts up to the epoch a resumed
+    run restarts from), the callback appends the monitored value after every validation epoch,
+    and ``finish()`` / ``fail()`` close the attempt.
+    """
+
+    def __init__(
+        self, run_dir: str | Path, monitor: str, mode: str, overrides: Sequence[str] = ()
+    ) -> None:
+        if mode not in ("min", "max"):
+            raise ValueError(f"monitor mode must be 'min' or 'max', got {mode!r}")
+        self.path = Path(run_dir) / RECORD_NAME
+        self.monitor, self.mode = monitor, mode
+        self.record: dict[str, Any] = read_record(run_dir) or {}
+        self.record.update(monitor=monitor, mode=mode, overrides=list(overrides))
+        self.record.setdefault("attempts", [])
+        self.record.setdefault("curve", [])
+
+    def start(self) -> None:
+        self.record["status"] = RUNNING
+        self.record.pop("error", None)
+        self.record["attempts"].append({"started": _now(), "status": RUNNING})
+        self._write()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A resumed fit (its state restored by now) goes on after the checkpoint's epoch: forget
+        # what an earlier attempt recorded after that.
+        epoch = trainer.current_epoch
+        self.record["curve"] = [p for p in self.record["curve"] if p["epoch"] < epoch]
+        self._write()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        epoch = trainer.current_epoch
+        curve = [p for p in self.record["curve"] if p["epoch"] != epoch]
+        curve.append(
+            {
+                "epoch": epoch,
+                "step": trainer.global_step,
+                "value": None if value is None else float(value),
+                "attempt": len(self.record["attempts"]) - 1,
+            }
+        )
+        self.record["curve"] = curve
+        self.record["epochs"] = epoch + 1
+        self._write()
+
+    def finish(self, metrics: dict[str, float]) -> None:
+        self._close(FINISHED)
+        self.record["metrics"] = dict(metrics)
+        self._write()
+
+    def fail(self, error: BaseException) -> None:
+        self._close(FAILED)
+        message = f"{type(error).__name__}: {error}".strip()
+        self.record["error"] = message.splitlines()[0][:500] if message else type(error).__name__
+        self._write()
+
+    @property
+    def best(self) -> float | None:
+        """The best monitored value over the validation epochs recorded so far."""
+        return best_of(self.record["curve"], self.mode)
+
+    def _close(self, status: str) -> None:
+        self.record["status"] = status
+        if self.record["attempts"]:
+            attempt = self.record["attempts"][-1]
+            attempt.update(ended=_now(), status=status)
+
+    @rank_zero_only
+    def _write(self) -> None:
+        if self.record["attempts"]:
+            self.record["attempts"][-1]["updated"] = _now()
+        self.record["best"] = self.best
+        self.record["wall_s"] = round(wall_seconds(self.record), 3)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{RECORD_NAME}.{os.getpid()}.{time.monotonic_ns()}")
+        tmp.write_text(json.dumps(self.record, indent=2) + "\n")
+        os.replace(tmp, self.path)
