@@ -17,11 +17,13 @@ _MCD_SCALE = 10.0 / math.log(10.0) * math.sqrt(2.0)
 
 def mel_cepstra(log_mel: torch.Tensor, n_mfcc: int = 13) -> torch.Tensor:
     """Mel-cepstra ``c1..c{n_mfcc}`` of a natural log-mel ``(n_mels, T)`` -> ``(T, n_mfcc)``:
-    the orthonormal DCT of the log-mel frames, ``c0`` (energy) left out, as MCD uses them.
-    The log-mel is of power, so halved to log-amplitude first."""
+    ``c_n = (2/M) sum_m log A_m cos(pi n (m + 1/2) / M)`` over the ``M`` bands of the
+    log-amplitude mel spectrum (the log-mel is of power, so halved), ``c0`` (energy) left out,
+    as MCD uses them."""
     n_mels = log_mel.shape[0]
     dct = torchaudio.functional.create_dct(n_mfcc + 1, n_mels, norm="ortho").to(log_mel)
-    return (0.5 * log_mel.T @ dct)[:, 1:]
+    # the orthonormal DCT has sqrt(2/M) for n >= 1; the cepstrum has 2/M
+    return (0.5 * log_mel.T @ dct)[:, 1:] * math.sqrt(2.0 / n_mels)
 
 
 def dtw_path(cost: np.ndarray) -> list[tuple[int, int]]:

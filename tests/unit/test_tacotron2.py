@@ -20,7 +20,7 @@ SENTENCES = [
     "a boat is blue",
     "ten apples fall",
 ]
-STEPS = 150
+STEPS = 60
 
 
 @pytest.fixture(autouse=True)
@@ -70,9 +70,10 @@ def test_overfits_a_few_utterances_with_a_diagonal_alignment(utterances):
     tokenizer, symbols, symbol_lengths, mels, frames = utterances
     torch.manual_seed(0)
     model = tiny(tokenizer.vocab_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
     r = model.reduction
     steps = torch.div(frames + r - 1, r, rounding_mode="floor")
+    initial = evaluate(model, symbols, symbol_lengths, mels, frames)[0]
     started = time.perf_counter()
     for _ in range(STEPS):
         out = model(symbols, symbol_lengths, mels)
@@ -87,17 +88,26 @@ def test_overfits_a_few_utterances_with_a_diagonal_alignment(utterances):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
     elapsed = time.perf_counter() - started
+    l1, score = evaluate(model, symbols, symbol_lengths, mels, frames)
+    print(f"{STEPS} steps in {elapsed:.1f} s: mel L1 {initial:.3f} -> {l1:.3f}, diagonal {score}")
+    # Normalised units (log-mel / 4.7): 0.35 is 1.6 nats.
+    assert l1 < 0.35 and l1 < initial / 2
+    assert float(score.min()) > 0.8, score
+
+
+def evaluate(model, symbols, symbol_lengths, mels, frames) -> tuple[float, torch.Tensor]:
+    """Teacher-forced mel L1 after the postnet (valid frames) and the per-item diagonal score
+    (attention mass within 0.1 of the diagonal)."""
     model.eval()
     with torch.no_grad():
         out = model(symbols, symbol_lengths, mels)
+    model.train()
     target = torch.nn.functional.pad(mels, (0, out.mel.shape[-1] - mels.shape[-1]))
     mask = (torch.arange(target.shape[-1]) < frames[:, None]).unsqueeze(1)
     l1 = float(((out.mel_postnet - target).abs() * mask).sum() / (mask.sum() * mels.shape[1]))
-    score = diagonal_score(out.alignments, symbol_lengths, steps, width=0.1)
-    print(f"{STEPS} steps in {elapsed:.1f} s: mel L1 {l1:.3f}, diagonal {score.tolist()}")
-    # Normalised units (log-mel / 4.7): 0.25 is about 1.2 nats; the data's own spread is ~1.
-    assert l1 < 0.25
-    assert float(score.min()) > 0.6, score
+    r = model.reduction
+    steps = torch.div(frames + r - 1, r, rounding_mode="floor")
+    return l1, diagonal_score(out.alignments, symbol_lengths, steps, width=0.1)
 
 
 def test_stop_token_ends_generation():
@@ -140,7 +150,7 @@ def test_guided_attention_prefers_the_diagonal():
     reverse = diagonal.flip(-1)
     lengths, step_lengths = torch.tensor([symbols]), torch.tensor([steps])
     on, off = (guided_attention_loss(a, lengths, step_lengths) for a in (diagonal, reverse))
-    assert on < 0.01 and off > 10 * on
+    assert on < 0.05 and off > 10 * on
     assert diagonal_score(diagonal, lengths, step_lengths, 0.1).item() == 1.0
     assert diagonal_score(reverse, lengths, step_lengths, 0.1).item() < 0.4
 
