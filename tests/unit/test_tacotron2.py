@@ -160,3 +160,16 @@ def test_bad_arguments_are_refused():
         Tacotron2(10, reduction=0)
     with pytest.raises(ValueError, match="vocab_size"):
         Tacotron2(1)
+
+
+def test_without_frame_feedback_generation_equals_the_teacher_forced_pass():
+    torch.manual_seed(0)
+    model = tiny(10, autoregressive=False, max_decoder_steps=6).eval()
+    symbols, lengths = torch.tensor([[1, 2, 3, 4]]), torch.tensor([4])
+    with torch.no_grad():
+        model.stop_projection.weight.zero_()
+        model.stop_projection.bias.fill_(-20.0)
+        generated = model.infer(symbols, lengths)
+        forced = model(symbols, lengths, torch.randn(1, 40, 24))  # the frames are never read
+    assert torch.allclose(generated.mel_postnet, forced.mel_postnet, atol=1e-5)
+    assert torch.allclose(generated.alignments, forced.alignments, atol=1e-6)

@@ -98,6 +98,10 @@ class Tacotron2(nn.Module):
             on the decoder LSTM outputs.
         max_decoder_steps: the most steps :meth:`infer` runs.
         stop_threshold: probability of the stop token that ends generation.
+        autoregressive: feed each step the previous frame through the prenet (Tacotron 2). With
+            ``False`` the decoder gets no frames back: it reads only the text through the
+            attention (and its own recurrent state), so teacher-forced training and generation
+            are the same computation; faster to learn when speech follows the text closely.
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class Tacotron2(nn.Module):
         rnn_dropout: float = 0.1,
         max_decoder_steps: int = 500,
         stop_threshold: float = 0.5,
+        autoregressive: bool = True,
     ) -> None:
         super().__init__()
         if vocab_size < 2:
@@ -136,6 +141,8 @@ class Tacotron2(nn.Module):
         self.max_decoder_steps = max_decoder_steps
         self.stop_threshold = stop_threshold
         self.rnn_dropout = rnn_dropout
+        self.autoregressive = autoregressive
+        self.prenet_dim = prenet_dim
         self.encoder = _Encoder(vocab_size, encoder_dim, encoder_convs, conv_kernel, dropout)
         self.prenet = _Prenet(n_mels, prenet_dim, prenet_dropout)
         self.attention_rnn = nn.LSTMCell(prenet_dim + encoder_dim, attention_rnn_dim)
@@ -179,7 +186,11 @@ class Tacotron2(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Previous frame ``(B, n_mels)`` -> ``r`` frames ``(B, r*n_mels)``, stop logit ``(B,)``
         and attention weights ``(B, L)``; ``state`` is updated in place."""
-        x = torch.cat([self.prenet(frame), state["context"]], dim=-1)
+        if self.autoregressive:
+            previous = self.prenet(frame)
+        else:
+            previous = frame.new_zeros(frame.shape[0], self.prenet_dim)
+        x = torch.cat([previous, state["context"]], dim=-1)
         h, c = self.attention_rnn(x, (state["attention_h"], state["attention_c"]))
         h = F.dropout(h, self.rnn_dropout, self.training)
         state["attention_h"], state["attention_c"] = h, c
