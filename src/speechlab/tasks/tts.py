@@ -36,15 +36,15 @@ def mel_figure(predicted: torch.Tensor, target: torch.Tensor | None, title: str)
 
     panels = [("predicted", predicted)] + ([("target", target)] if target is not None else [])
     frames = max(m.shape[-1] for _, m in panels)
-    figure, axes = plt.subplots(
-        len(panels), 1, figsize=(min(16.0, 3.0 + frames / 30), 2.2 * len(panels))
+    figure, _ = plt.subplots(
+        len(panels), 1, figsize=(min(16.0, 3.0 + frames / 30), 2.2 * len(panels)), squeeze=False
     )
-    for axis, (name, mel) in zip(list(figure.axes), panels, strict=True):
+    axes = list(figure.axes)
+    for axis, (name, mel) in zip(axes, panels, strict=True):
         axis.imshow(mel.float().cpu().numpy(), aspect="auto", origin="lower", interpolation="none")
         axis.set_ylabel(f"{name}\nmel band")
-    axes_list = list(figure.axes)
-    axes_list[0].set_title(title, fontsize=9)
-    axes_list[-1].set_xlabel("frame")
+    axes[0].set_title(title, fontsize=9)
+    axes[-1].set_xlabel("frame")
     return figure
 
 
