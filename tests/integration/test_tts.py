@@ -17,7 +17,7 @@ from speechlab.evaluate import run as evaluate
 from speechlab.train import build_datamodule
 from speechlab.train import run as train
 from tests.conftest import composed
-from tests.integration.test_ctc import best_checkpoint, ctc_run, mini_voice  # noqa: F401
+from tests.integration.test_ctc import best_checkpoint
 
 MAX_STEPS = 60  # decoder steps: 60 * 4 frames * 16 ms = 3.84 s per sentence at most
 TINY_TTS = [
@@ -52,6 +52,26 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_judge(tts_run, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-epoch tiny CTC recognizer on the same 40 sentences: a real speechlab recognizer
+    checkpoint (its accuracy does not matter here; the default recipe makes a good judge)."""
+    run_dir = tmp_path_factory.mktemp("judge_run")
+    overrides = [
+        "model=ctc_lstm",
+        *[o for o in TINY_TTS if o.startswith(("data.", "trainer.", "callbacks."))],
+        "data=mini_speaker",
+        "trainer.max_epochs=1",
+        "model.encoder.hidden_size=16",
+        "model.encoder.num_layers=1",
+        "model.encoder.projection_dim=32",
+        f"paths.data_dir={data_dir}",
+    ]
+    with composed("train", overrides, run_dir) as cfg:
+        train(cfg)
+    return best_checkpoint(run_dir)
 
 
 @pytest.fixture(scope="session")
@@ -115,16 +135,12 @@ def test_sentences_are_split_for_long_text():
     assert split_sentences("One two. Three? Four!\nFive") == ["One two.", "Three?", "Four!", "Five"]
 
 
-def test_judge_transcribes_synthesized_speech_for_cer(
-    tts_run,
-    ctc_run,  # noqa: F811  (the session fixture of test_ctc, shared when the suite runs)
-    tmp_path: Path,
-):
+def test_judge_transcribes_synthesized_speech_for_cer(tts_run, tiny_judge: Path, tmp_path: Path):
     """A recognizer checkpoint as judge: the test split gets a CER of the synthesized audio."""
     run_dir, _ = tts_run
     checkpoint = load_checkpoint(best_checkpoint(run_dir))
     task = restore_task(checkpoint)
-    task.judge_ckpt = str(best_checkpoint(ctc_run[0]))
+    task.judge_ckpt = str(tiny_judge)
     recipe = checkpoint["speechlab"]
     data = OmegaConf.create(recipe["data"])
     data.tokenizer = recipe["task_inputs"]["tokenizer"]
