@@ -2,6 +2,7 @@
 
 speechlab transcribe CKPT AUDIO...          one "<path>\\t<text>" line per file
 speechlab translate CKPT AUDIO...           one "<path>\\t<translation>" line per file
+speechlab synthesize CKPT "text" -o out.wav  speech from text (any length, split into sentences)
 speechlab build-lm TRANSCRIPTS -o lm.arpa   word n-gram LM (+ lexicon) for beam search
 speechlab average CKPT CKPT... -o avg.ckpt  average the weights of checkpoints of one model
 """
@@ -91,6 +92,73 @@ def _print_outputs(model, sample_rate: int, paths: Sequence[str], device: str) -
         (text,) = model(batch, lengths)
         print(f"{path}\t{text}", flush=True)
     return 1 if failures else 0
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of ``text``: cut after ``.``, ``!``, ``?``, ``;`` or a line break."""
+    import re
+
+    parts = re.split(r"(?<=[.!?;])\s+|\n+", text)
+    return [part.strip() for part in parts if part.strip()]
+
+
+def synthesize(args: argparse.Namespace) -> int:
+    """Write ``args.text`` as speech to ``args.output`` (16-bit WAV): each sentence synthesized
+    on its own, normalised as the checkpoint's corpus reader normalised its transcripts, joined
+    with short pauses."""
+    import numpy as np
+    import soundfile as sf
+    import torch
+
+    from speechlab.callbacks import RECIPE_KEY
+    from speechlab.data.normalize import TextNormalizer
+    from speechlab.evaluate import load_checkpoint, restore_task
+
+    try:
+        checkpoint = load_checkpoint(args.checkpoint)
+        task = restore_task(checkpoint)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"speechlab synthesize: {error}") from None
+    if not hasattr(task, "synthesize"):
+        raise SystemExit(
+            f"speechlab synthesize: {args.checkpoint} holds a {type(task).__name__}, which does "
+            "not synthesize; pass a checkpoint of a synthesis model (model=tacotron2)"
+        )
+    task.to(args.device)
+    if args.vocoder_iters is not None:
+        task.vocoder.n_iter = args.vocoder_iters
+    reader = checkpoint[RECIPE_KEY]["data"].get("reader", {})
+    normalizer = TextNormalizer.coerce(reader.get("normalizer"))
+    sentences = split_sentences(args.text)
+    if not sentences:
+        raise SystemExit(
+            f"speechlab synthesize: the text {args.text!r} is empty; give words to speak"
+        )
+    pause = torch.zeros(int(args.pause * task.sample_rate))
+    pieces = []
+    for sentence in sentences:
+        text = normalizer(sentence) or ""
+        try:
+            (audio,), output = task.synthesize([text])
+        except ValueError as error:
+            raise SystemExit(f"speechlab synthesize: {error}") from None
+        if int(output.lengths[0]) >= task.model.max_decoder_steps * task.model.reduction:
+            log.warning(
+                "the stop token never fired for %r: cut at the model's longest output", sentence
+            )
+        pieces += [audio, pause]
+    samples = torch.cat(pieces[:-1]).numpy()
+    peak = float(np.abs(samples).max()) if samples.size else 0.0
+    if peak > 0.99:
+        samples = samples * (0.99 / peak)
+    output_path = Path(args.output)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(output_path), samples, task.sample_rate, subtype="PCM_16")
+    print(
+        f"wrote {output_path} ({len(samples) / task.sample_rate:.2f} s, {task.sample_rate} Hz, "
+        f"{len(sentences)} sentence(s))"
+    )
+    return 0
 
 
 def build_lm(args: argparse.Namespace) -> int:
@@ -207,6 +275,16 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--beam-size", type=int)
     r.add_argument("--device", default="cpu")
     r.set_defaults(run=translate)
+    s = commands.add_parser("synthesize", help="speak a text with a synthesis checkpoint")
+    s.add_argument("checkpoint", help="a .ckpt written by train.py (model=tacotron2)")
+    s.add_argument("text", help="the text to speak; long texts are split into sentences")
+    s.add_argument("-o", "--output", required=True, help="WAV file to write (16-bit PCM)")
+    s.add_argument(
+        "--vocoder-iters", type=int, help="Griffin-Lim iterations (default: the model's)"
+    )
+    s.add_argument("--pause", type=float, default=0.25, help="seconds of silence between sentences")
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(run=synthesize)
 
     b = commands.add_parser("build-lm", help="build a word n-gram LM from transcripts")
     b.add_argument(

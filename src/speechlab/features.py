@@ -1,4 +1,5 @@
-"""Acoustic features computed on the device, in batches: log-mel with per-utterance normalisation.
+"""Acoustic features computed on the device, in batches: log-mel with per-utterance normalisation
+(recognition) or a fixed global one that a vocoder can undo (synthesis).
 
 SpecAugment is torchaudio's ``torchaudio.transforms.SpecAugment``, configured in the model config
 and applied by the task in training only.
@@ -9,6 +10,8 @@ from __future__ import annotations
 import torch
 import torchaudio
 from torch import nn
+
+NORMALIZE_KINDS = ("utterance", "global", "none")
 
 
 def frame_lengths(sample_lengths: torch.Tensor, hop_length: int) -> torch.Tensor:
@@ -27,7 +30,9 @@ class LogMelFrontend(nn.Module):
 
     Always computed in float32 (autocast is disabled inside), so mixed precision never touches
     the STFT or the log. With ``normalize="utterance"`` each mel band is standardised over the
-    valid frames of its own utterance; padded frames are zero.
+    valid frames of its own utterance (recognition); with ``"global"`` every value becomes
+    ``(log_mel - mean) / std`` with fixed constants, which :meth:`denormalize` undoes (synthesis
+    targets a vocoder inverts); ``"none"`` keeps the natural log. Padded frames are zero.
     """
 
     def __init__(
@@ -41,15 +46,25 @@ class LogMelFrontend(nn.Module):
         f_max: float | None = None,
         normalize: str = "utterance",
         eps: float = 1e-6,
+        mean: float = 0.0,
+        std: float = 1.0,
     ) -> None:
         super().__init__()
-        if normalize not in ("utterance", "none"):
-            raise ValueError(f"normalize must be 'utterance' or 'none', got {normalize!r}")
+        if normalize not in NORMALIZE_KINDS:
+            raise ValueError(f"normalize must be one of {NORMALIZE_KINDS}, got {normalize!r}")
+        if std <= 0:
+            raise ValueError(f"std must be positive, got {std}")
         self.sample_rate = sample_rate
         self.hop_length = hop_length
         self.n_mels = n_mels
         self.normalize = normalize
         self.eps = eps
+        self.n_fft = n_fft
+        self.win_length = win_length or n_fft
+        self.f_min = f_min
+        self.f_max = f_max
+        self.mean = mean
+        self.std = std
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate,
             n_fft=n_fft,
@@ -74,4 +89,14 @@ class LogMelFrontend(nn.Module):
             mean = (features * mask).sum(-1, keepdim=True) / count
             variance = (((features - mean) * mask) ** 2).sum(-1, keepdim=True) / count
             features = (features - mean) / torch.sqrt(variance + 1e-5)
+        elif self.normalize == "global":
+            features = (features - self.mean) / self.std
         return features.masked_fill(~mask, 0.0), frames
+
+    def denormalize(self, features: torch.Tensor) -> torch.Tensor:
+        """Natural log-mel of ``global``/``none`` features ``(B, n_mels, F)``."""
+        if self.normalize == "utterance":
+            raise ValueError("per-utterance normalised features cannot be inverted to log-mel")
+        if self.normalize == "global":
+            return features * self.std + self.mean
+        return features

@@ -1,4 +1,5 @@
-"""Send figures and tables to every logger that takes them, and keep a copy in the run dir."""
+"""Send figures, tables and audio to every logger that takes them, and keep a copy in the run
+dir."""
 
 from __future__ import annotations
 
@@ -64,4 +65,33 @@ def log_table(
         elif kind == "MLFlowLogger":
             table = {column: [row[i] for row in rows] for i, column in enumerate(columns)}
             logger.experiment.log_table(logger.run_id, table, f"tables/{path.stem}.json")
+    return path
+
+
+def log_audio(trainer: L.Trainer, name: str, waveform, sample_rate: int) -> Path:
+    """Log a ``(T,)`` waveform (tensor or array in [-1, 1]) to the loggers that play audio
+    (TensorBoard ``add_audio``, wandb ``Audio``, MLflow artifact); always written to
+    ``<run dir>/audio/<name>_epoch<E>.wav`` (16-bit PCM)."""
+    import numpy as np
+    import soundfile as sf
+
+    safe = name.replace("/", "_")
+    epoch = trainer.current_epoch
+    path = Path(trainer.default_root_dir) / "audio" / f"{safe}_epoch{epoch:03d}.wav"
+    if not trainer.is_global_zero:
+        return path
+    samples = np.clip(np.asarray(getattr(waveform, "cpu", lambda: waveform)(), np.float32), -1, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), samples, sample_rate, subtype="PCM_16")
+    step = trainer.global_step
+    for logger in trainer.loggers:
+        kind = type(logger).__name__
+        if kind == "TensorBoardLogger":
+            logger.experiment.add_audio(name, samples[None], step, sample_rate=sample_rate)
+        elif kind == "WandbLogger":
+            import wandb
+
+            logger.experiment.log({name: wandb.Audio(samples, sample_rate=sample_rate)}, step=step)
+        elif kind == "MLFlowLogger":
+            logger.experiment.log_artifact(logger.run_id, str(path), "audio")
     return path

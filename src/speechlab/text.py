@@ -1,4 +1,5 @@
-"""Tokenizers: characters and SentencePiece (BPE, unigram), trained on the train split.
+"""Tokenizers: characters, espeak-ng phonemes (synthesis) and SentencePiece (BPE, unigram),
+trained on the train split.
 
 Every tokenizer reserves id 0 for the CTC blank, saves itself as plain data (``state()``: a dict
 of strings and lists, stored in checkpoints and run dirs as JSON) and is rebuilt from it with
@@ -12,11 +13,12 @@ import hashlib
 import io
 import json
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
 BLANK = "<blank>"
-CHAR_KINDS = ("char",)
+CHAR_KINDS = ("char", "phoneme")
 SENTENCEPIECE_KINDS = ("bpe", "unigram")
 KINDS = CHAR_KINDS + SENTENCEPIECE_KINDS
 
@@ -102,6 +104,46 @@ class CharTokenizer:
         return {"kind": self.kind, "tokens": list(self.tokens)}
 
 
+class PhonemeTokenizer(CharTokenizer):
+    """Characters of the IPA phonemes libespeak-ng gives for the text (for synthesis).
+
+    ``encode("the cat")`` spells ``"ðə kˈæt"``: one id per IPA character (stress and length marks
+    included), ``|`` between words. ``voice`` picks espeak-ng's language rules (``en-us``).
+    """
+
+    kind = "phoneme"
+
+    def __init__(self, characters: Iterable[str], voice: str = "en-us") -> None:
+        super().__init__(characters)
+        self.voice = voice
+
+    @classmethod
+    def train(cls, texts: Iterable[str], voice: str = "en-us") -> PhonemeTokenizer:
+        """The phoneme characters of ``texts``."""
+        phonemes = CharTokenizer.train(phonemize(t, voice) for t in texts)
+        return cls(phonemes.tokens[2:], voice)
+
+    def unknown(self, text: str) -> set[str]:
+        return super().unknown(phonemize(text, self.voice))
+
+    def encode(self, text: str) -> list[int]:
+        return super().encode(phonemize(text, self.voice))
+
+    def spell(self, word: str) -> list[str]:
+        return list(phonemize(word, self.voice).replace(" ", ""))
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "voice": self.voice}
+
+
+@lru_cache(maxsize=65536)
+def phonemize(text: str, voice: str = "en-us") -> str:
+    """IPA phonemes of ``text`` from libespeak-ng (cached: every epoch spells the same texts)."""
+    from speechlab.data.espeak import Espeak
+
+    return Espeak.shared().phonemize(text, voice)
+
+
 class SentencePieceTokenizer:
     """SentencePiece BPE or unigram pieces; SentencePiece id ``i`` is our id ``i + 1``.
 
@@ -185,9 +227,12 @@ class SentencePieceTokenizer:
 def load_tokenizer(state: Mapping[str, Any]) -> CharTokenizer | SentencePieceTokenizer:
     """Rebuild a tokenizer from :meth:`state` (as stored in checkpoints and ``tokenizer.json``)."""
     kind = state.get("kind")
-    if kind == "char" and "tokens" in state:
+    if kind in CHAR_KINDS and "tokens" in state:
         tokens = list(state["tokens"])
-        tokenizer = CharTokenizer(tokens[2:])
+        if kind == "phoneme":
+            tokenizer = PhonemeTokenizer(tokens[2:], state.get("voice", "en-us"))
+        else:
+            tokenizer = CharTokenizer(tokens[2:])
         if tokenizer.tokens != tokens:
             raise ValueError(f"saved character tokens {tokens} are not in canonical order")
         return tokenizer
@@ -215,6 +260,13 @@ def train_tokenizer(
         if options:
             raise ValueError(f"the char tokenizer takes no options, got {sorted(options)}")
         return CharTokenizer.train(texts)
+    if kind == "phoneme":
+        unknown = set(options) - {"voice"}
+        if unknown:
+            raise ValueError(
+                f"the phoneme tokenizer takes only a voice option, got {sorted(unknown)}"
+            )
+        return PhonemeTokenizer.train(texts, **options)
     if kind in SENTENCEPIECE_KINDS:
         unknown = set(options) - {"vocab_size", "character_coverage"}
         if unknown:

@@ -57,7 +57,21 @@ def test_log_mel_is_float32_under_bf16_autocast():
 
 def test_frontend_rejects_unknown_normalisation():
     with pytest.raises(ValueError, match="normalize"):
-        LogMelFrontend(normalize="global")
+        LogMelFrontend(normalize="batch")
+
+
+def test_global_normalisation_is_undone_for_the_vocoder():
+    audio = torch.randn(2, 8000) * 0.1
+    lengths = torch.tensor([8000, 6000])
+    plain, frames = LogMelFrontend(normalize="none")(audio, lengths)
+    frontend = LogMelFrontend(normalize="global", mean=-2.5, std=4.7)
+    normalised, _ = frontend(audio, lengths)
+    valid = torch.arange(plain.shape[-1]) < frames[:, None]
+    restored = frontend.denormalize(normalised)
+    assert torch.allclose(restored[0], plain[0], atol=1e-4)
+    assert torch.allclose(restored[1][:, valid[1]], plain[1][:, valid[1]], atol=1e-4)
+    with pytest.raises(ValueError, match="cannot be inverted"):
+        LogMelFrontend(normalize="utterance").denormalize(plain)
 
 
 def test_specaugment_masks_in_place_shape():

@@ -285,3 +285,19 @@ def test_manifest_cache_probes_once_and_fingerprints_only_the_tsvs(tmp_path: Pat
     rebuilt = load_or_build_manifest(CommonVoiceReader(root), tmp_path / "cache")
     assert rebuilt.directory != first.directory and len(calls) == 12
     assert {u.duration for u in rebuilt.splits["train"]} == {1.0}
+
+
+def test_speaker_filter_keeps_one_voice_and_resplits_its_clips(tmp_path: Path):
+    root = tmp_path / "en"
+    make_locale("en", root)
+    rows = [r for tsv in SPLIT_TSV.values() for r in read_rows(root / tsv)]
+    speaker = rows[0]["client_id"]
+    own = {r["path"] for r in rows if r["client_id"] == speaker}
+    reader = CommonVoiceReader(root, speaker=speaker, speaker_holdout=0.3)
+    splits, _ = scan_all(reader)
+    found = [Path(u.audio_path).name for split in SPLITS for u in splits[split]]
+    assert sorted(found) == sorted(own)  # every clip of the voice once, no other voice
+    assert all(u.speaker == speaker for split in SPLITS for u in splits[split])
+    assert reader.options()["speaker"] == speaker
+    with pytest.raises(CorpusLayoutError, match="no clip of speaker"):
+        list(CommonVoiceReader(root, speaker="nobody").scan("train", ScanReport()))

@@ -57,6 +57,8 @@ class SpeechDataModule(L.LightningDataModule):
             ``tokenizer``; default ``{kind: char}``.
         source_lang, target_lang: the language pair of a translation corpus (its reader takes
             them by interpolation); informational here.
+        speaker: the one voice of a multi-speaker corpus to keep (``data.speaker=<client_id>``
+            for synthesis; its reader takes it by interpolation); informational here.
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class SpeechDataModule(L.LightningDataModule):
         source_tokenizer: Mapping[str, Any] | None = None,
         source_lang: str | None = None,
         target_lang: str | None = None,
+        speaker: str | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("target_field", target_field), ("source_field", source_field)):
@@ -101,6 +104,7 @@ class SpeechDataModule(L.LightningDataModule):
         self.source_field = source_field
         self.source_tokenizer_spec = dict(source_tokenizer or {"kind": "char"})
         self.source_lang, self.target_lang = source_lang, target_lang
+        self.speaker = speaker
         self.source: TokenTargets | None = None
         self.manifest: Manifest | None = None
         self.target: ClassLabels | TokenTargets | None = None

@@ -34,6 +34,7 @@ _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _RATE, _VOLUME, _PITCH, _RANGE = 1, 2, 3, 4
 _EE_OK, _EE_NOT_FOUND = 0, 2
+_PHONEMES_IPA = 0x02  # espeak_TextToPhonemes: UTF-8 IPA instead of espeak's ASCII names
 
 _SynthCallback = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
@@ -127,6 +128,12 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.espeak_Terminate.restype = ctypes.c_int
     lib.espeak_Info.argtypes = [ctypes.c_void_p]
     lib.espeak_Info.restype = ctypes.c_char_p
+    lib.espeak_TextToPhonemes.argtypes = [
+        ctypes.POINTER(ctypes.c_void_p),
+        ctypes.c_int,
+        ctypes.c_int,
+    ]
+    lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
 
 
 class Espeak:
@@ -285,6 +292,26 @@ class Espeak:
             )
         samples = np.frombuffer(b"".join(chunks), dtype=np.int16)
         return samples.astype(np.float32) / 32768.0
+
+    def phonemize(self, text: str, voice: str | Voice = "en-us") -> str:
+        """IPA phonemes of ``text`` in ``voice``'s language, words separated by single spaces
+        (clauses too: punctuation is dropped), e.g. ``"the cat"`` -> ``"ðə kˈæt"``."""
+        if self._lib is None:
+            raise EspeakError("this Espeak engine was closed; create a new one")
+        voice = Voice.parse(voice) if isinstance(voice, str) else voice
+        buffer = ctypes.create_string_buffer(text.encode("utf-8") + b"\0")
+        pointer = ctypes.c_void_p(ctypes.addressof(buffer))
+        clauses = []
+        with self._lock:
+            self._set_voice(voice)
+            # One clause per call; espeak advances the pointer and sets it to NULL at the end.
+            while pointer.value:
+                phonemes = self._lib.espeak_TextToPhonemes(
+                    ctypes.byref(pointer), _CHARS_UTF8, _PHONEMES_IPA
+                )
+                if phonemes:
+                    clauses.append(phonemes.decode("utf-8", errors="replace"))
+        return " ".join(" ".join(clauses).split())
 
     def _release(self) -> None:
         if self._cleanup is not None:

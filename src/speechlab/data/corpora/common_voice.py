@@ -92,6 +92,11 @@ class CommonVoiceReader:
         language: the language of rows without a ``locale`` value (older releases).
         clip_sample_rate: the ``sample_rate`` recorded for clips not probed.
         probe: probe every clip even when ``clip_durations.tsv`` lists it.
+        speaker: keep only this ``client_id`` (one voice, e.g. for synthesis). Its clips are
+            taken from ``train_tsv``, ``dev.tsv`` and ``test.tsv`` alike (the official splits
+            never share a speaker) and split by a stable hash of the clip name:
+            ``speaker_holdout`` of them each for validation and test.
+        speaker_holdout: the share of the speaker's clips in each held-out split.
     """
 
     name = "common_voice"
@@ -104,6 +109,8 @@ class CommonVoiceReader:
         language: str | None = None,
         clip_sample_rate: int = COMMON_VOICE_SAMPLE_RATE,
         probe: bool = False,
+        speaker: str | None = None,
+        speaker_holdout: float = 0.05,
     ) -> None:
         if str(train_tsv) in (VALIDATION_TSV, TEST_TSV):
             raise ValueError(
@@ -118,6 +125,10 @@ class CommonVoiceReader:
         self.language = language
         self.clip_sample_rate = int(clip_sample_rate)
         self.probe = bool(probe)
+        self.speaker = str(speaker) if speaker else None
+        if not 0 < speaker_holdout < 0.5:
+            raise ValueError(f"speaker_holdout must be in (0, 0.5), got {speaker_holdout}")
+        self.speaker_holdout = float(speaker_holdout)
         self._durations: dict[str, float] | None = None
 
     @property
@@ -161,6 +172,11 @@ class CommonVoiceReader:
             "language": self.language,
             "clip_sample_rate": self.clip_sample_rate,
             "probe": self.probe,
+            **(
+                {"speaker": self.speaker, "speaker_holdout": self.speaker_holdout}
+                if self.speaker
+                else {}
+            ),
         }
 
     def fingerprint_paths(self) -> Iterable[Path]:
@@ -175,7 +191,28 @@ class CommonVoiceReader:
 
     def scan(self, split: str, report: ScanReport) -> Iterator[Utterance]:
         """Yield the clips of ``split``; unusable rows and clips go to ``report``."""
-        tsv = self.split_tsv(split)
+        if self.speaker is None:
+            yield from self._scan_tsv(self.split_tsv(split), split, report)
+            return
+        from speechlab.data.corpora.ljspeech import hash_split
+
+        found: set[str] = set()
+        for name in SPLITS:  # the speaker's clips of every tsv, re-split by clip name
+            for utterance in self._scan_tsv(self.split_tsv(name), "speaker", report):
+                if utterance.audio_path in found:  # validated.tsv also lists dev/test clips
+                    continue
+                found.add(utterance.audio_path)
+                key = Path(utterance.audio_path).name
+                if hash_split(key, self.speaker_holdout, self.speaker_holdout) == split:
+                    yield utterance
+        if not found:
+            raise CorpusLayoutError(
+                f"no clip of speaker (client_id) {self.speaker!r} in {self.root}; pick a "
+                "client_id from train.tsv or validated.tsv, or leave data.speaker null"
+            )
+
+    def _scan_tsv(self, tsv: Path, split: str, report: ScanReport) -> Iterator[Utterance]:
+        """The usable rows of ``tsv`` (of ``speaker`` only, when set)."""
         header = self.columns(tsv, REQUIRED_COLUMNS)
         column = {name: header.index(name) for name in header}
         held_out = self._held_out_paths() if split == "train" else set()
@@ -203,6 +240,8 @@ class CommonVoiceReader:
                 continue
             if name in held_out:
                 excluded += 1
+                continue
+            if self.speaker is not None and row[column["client_id"]].strip() != self.speaker:
                 continue
             if name in seen:
                 duplicates += 1

@@ -1,0 +1,352 @@
+"""Speech synthesis: text -> log-mel (Tacotron 2) -> waveform (a vocoder)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.text import CharErrorRate
+
+from speechlab.data.collate import Batch
+from speechlab.features import lengths_to_mask
+from speechlab.logging import log_audio, log_figure
+from speechlab.metrics import IntelligibilityJudge, mel_cepstral_distortion
+from speechlab.nn.tacotron2 import Tacotron2, Tacotron2Output, diagonal_score, guided_attention_loss
+from speechlab.nn.vocoders.griffin_lim import GriffinLimVocoder
+from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
+from speechlab.text import load_tokenizer
+
+log = logging.getLogger(__name__)
+
+ModelFactory = Callable[..., Tacotron2]
+
+
+def mel_figure(predicted: torch.Tensor, target: torch.Tensor | None, title: str):
+    """Predicted (and target) log-mels ``(n_mels, T)`` one above the other."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    panels = [("predicted", predicted)] + ([("target", target)] if target is not None else [])
+    frames = max(m.shape[-1] for _, m in panels)
+    figure, _ = plt.subplots(
+        len(panels), 1, figsize=(min(16.0, 3.0 + frames / 30), 2.2 * len(panels)), squeeze=False
+    )
+    axes = list(figure.axes)
+    for axis, (name, mel) in zip(axes, panels, strict=True):
+        axis.imshow(mel.float().cpu().numpy(), aspect="auto", origin="lower", interpolation="none")
+        axis.set_ylabel(f"{name}\nmel band")
+    axes[0].set_title(title, fontsize=9)
+    axes[-1].set_xlabel("frame")
+    return figure
+
+
+def alignment_figure(alignment: torch.Tensor, title: str):
+    """Attention ``(S, L)``: decoder step against input symbol."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    steps, symbols = alignment.shape
+    figure, axis = plt.subplots(
+        figsize=(min(12.0, 2.5 + symbols / 12), min(10.0, 2.0 + steps / 25))
+    )
+    image = axis.imshow(
+        alignment.float().cpu().numpy(), aspect="auto", origin="lower", interpolation="none"
+    )
+    axis.set_xlabel("input symbol")
+    axis.set_ylabel("decoder step")
+    axis.set_title(title, fontsize=9)
+    figure.colorbar(image, ax=axis, fraction=0.03, pad=0.02)
+    return figure
+
+
+class TTSTask(SpeechTask):
+    """Symbols -> Tacotron 2 -> log-mel frames (targets computed from the audio on the device by
+    the frontend, globally normalised) -> vocoder -> waveform.
+
+    Loss: L1 + MSE of the mel before and after the postnet (valid frames only), binary
+    cross-entropy of the stop token (1 from the step holding the last frame on), and the guided
+    attention loss. Validation and test also synthesize each utterance from its text alone
+    (free-running, at most twice the steps of the recording) and measure the mel-cepstral
+    distortion against the recording (DTW-aligned) and, with ``judge_ckpt``, the CER of a
+    speechlab recognizer on the synthesized audio. The first ``num_logged_samples`` validation
+    utterances (a fixed set: validation is not shuffled) go to the loggers every epoch as audio,
+    predicted-vs-target mel images and attention images.
+
+    Args:
+        frontend: :class:`speechlab.features.LogMelFrontend` with ``normalize`` global or none.
+        model: ``(vocab_size, n_mels) -> Tacotron2`` (a Hydra ``_partial_``).
+        tokenizer: the symbol set (``Tokenizer.state()``), given by the datamodule.
+        vocoder: log-mel -> waveform; ``None`` = Griffin-Lim with the frontend's settings.
+        guided_attention_sigma/weight: width ``g`` and weight of the guided attention loss.
+        stop_pos_weight: weight of the (rare) positive stop targets.
+        judge_ckpt: a recognizer checkpoint for the CER metric, or ``None`` to skip it.
+        num_logged_samples: validation utterances sent to the loggers each epoch.
+        num_synthesized: validation utterances synthesized for MCD/CER per epoch (None = all).
+    """
+
+    target_field = "text"
+
+    def __init__(
+        self,
+        frontend: nn.Module,
+        model: ModelFactory,
+        tokenizer: Mapping[str, Any],
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        vocoder: nn.Module | None = None,
+        guided_attention_sigma: float = 0.2,
+        guided_attention_weight: float = 1.0,
+        stop_pos_weight: float = 5.0,
+        judge_ckpt: str | None = None,
+        num_logged_samples: int = 3,
+        num_synthesized: int | None = None,
+        monitor: str = "val/mel_l1",
+        monitor_mode: str = "min",
+    ) -> None:
+        super().__init__(frontend, optimizer, scheduler, None, monitor, monitor_mode)
+        if getattr(frontend, "normalize", "utterance") == "utterance":
+            raise ValueError(
+                "synthesis needs log-mel a vocoder can invert: set model.frontend.normalize=global "
+                "(or none), not utterance"
+            )
+        self.tokenizer = load_tokenizer(tokenizer)
+        self.model = model(vocab_size=self.tokenizer.vocab_size, n_mels=frontend.n_mels)
+        if vocoder is None:
+            vocoder = GriffinLimVocoder(
+                frontend.sample_rate, frontend.n_fft, frontend.hop_length, frontend.n_mels,
+                frontend.win_length, frontend.f_min, frontend.f_max, eps=frontend.eps,
+            )  # fmt: skip
+        self.vocoder = vocoder.requires_grad_(False)
+        if self.vocoder.hop_length != frontend.hop_length:
+            raise ValueError(
+                f"the vocoder's hop_length {self.vocoder.hop_length} differs from the frontend's "
+                f"{frontend.hop_length}; they must describe the same frames"
+            )
+        self.guided_attention_sigma = guided_attention_sigma
+        self.guided_attention_weight = guided_attention_weight
+        self.stop_pos_weight = stop_pos_weight
+        self.judge_ckpt = judge_ckpt
+        self.num_logged_samples = num_logged_samples
+        self.num_synthesized = num_synthesized
+        self.cer = nn.ModuleDict({split: CharErrorRate() for split in ("val", "test")})
+        self.mcd = nn.ModuleDict({split: MeanMetric() for split in ("val", "test")})
+        self._judge: IntelligibilityJudge | None = None
+        self._judge_noted = False
+        self._texts: dict[str, str] = {}
+        self._synthesized = 0
+        self.samples: list[dict[str, Any]] = []
+        self.predictions: list[tuple[str, str, str]] = []
+
+    # -- text -----------------------------------------------------------------------------
+    def encode_text(self, text: str) -> torch.Tensor:
+        """``text`` (normalised as the corpus reader does) -> symbol ids ``(L,)``; a clear
+        ``ValueError`` for an empty text or symbols outside the checkpoint's symbol set."""
+        if not text or not text.strip():
+            raise ValueError(
+                f"cannot synthesize {text!r}: the text is empty after normalisation; give words "
+                "to speak"
+            )
+        unknown = self.tokenizer.unknown(text)
+        if unknown:
+            known = "".join(self.tokenizer.tokens[2:])
+            raise ValueError(
+                f"cannot synthesize {text!r}: symbols {''.join(sorted(unknown))!r} are not in "
+                f"the model's {self.tokenizer.kind} symbol set {known!r}; rewrite the text with "
+                "these symbols (spell out numbers, drop foreign characters) or train on a corpus "
+                "that has them"
+            )
+        ids = self.tokenizer.encode(text)
+        if not ids:
+            raise ValueError(f"cannot synthesize {text!r}: it spells no symbols")
+        return torch.tensor(ids, dtype=torch.long)
+
+    @torch.no_grad()
+    def synthesize(
+        self, texts: list[str], max_steps: int | None = None
+    ) -> tuple[list[torch.Tensor], Tacotron2Output]:
+        """Texts -> waveforms ``(T_i,)`` at :attr:`sample_rate`, and the model's output."""
+        symbols = [self.encode_text(t) for t in texts]
+        lengths = torch.tensor([s.numel() for s in symbols], device=self.device)
+        padded = nn.utils.rnn.pad_sequence(symbols, batch_first=True).to(self.device)
+        output = self.model.infer(padded, lengths, max_steps)
+        return self._waveforms(output), output
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.vocoder.sample_rate)
+
+    def _waveforms(self, output: Tacotron2Output) -> list[torch.Tensor]:
+        log_mel = self.frontend.denormalize(output.mel_postnet)
+        audio = self.vocoder(log_mel)
+        hop = self.vocoder.hop_length
+        return [audio[i, : int(n) * hop].cpu() for i, n in enumerate(output.lengths)]
+
+    # -- training -------------------------------------------------------------------------
+    def _losses(self, batch: Batch) -> tuple[dict[str, torch.Tensor], Tacotron2Output]:
+        mels, frames = batch.features, batch.feature_lengths
+        output = self.model(batch.targets, batch.target_lengths, mels)
+        total = output.mel.shape[-1]
+        target = F.pad(mels, (0, total - mels.shape[-1]))
+        mask = lengths_to_mask(frames, total).unsqueeze(1)
+        count = mask.sum().clamp(min=1) * mels.shape[1]
+
+        def mel_loss(predicted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            error = (predicted - target) * mask
+            return error.abs().sum() / count, (error**2).sum() / count
+
+        l1_before, mse_before = mel_loss(output.mel)
+        l1_after, mse_after = mel_loss(output.mel_postnet)
+        r = self.model.reduction
+        steps = torch.div(frames + r - 1, r, rounding_mode="floor")
+        positions = torch.arange(output.stop_logits.shape[1], device=mels.device)
+        stop_target = (positions.unsqueeze(0) >= (steps - 1).unsqueeze(1)).float()
+        stop = F.binary_cross_entropy_with_logits(
+            output.stop_logits,
+            stop_target,
+            pos_weight=torch.tensor(self.stop_pos_weight, device=mels.device),
+        )
+        attention = guided_attention_loss(
+            output.alignments, batch.target_lengths, steps, self.guided_attention_sigma
+        )
+        mel = l1_before + l1_after + mse_before + mse_after
+        losses = {
+            "loss": mel + stop + self.guided_attention_weight * attention,
+            "mel_loss": mel,
+            "stop_loss": stop,
+            "attention_loss": attention,
+            # in natural log-mel units, after the postnet
+            "mel_l1": l1_after * getattr(self.frontend, "std", 1.0),
+            "diagonal": diagonal_score(output.alignments, batch.target_lengths, steps).mean(),
+        }
+        return losses, output
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        if len(batch) == 0:
+            return self.empty_batch_loss()
+        losses, _ = self._losses(batch)
+        size = len(batch)
+        self.log("train/loss", losses["loss"], batch_size=size, prog_bar=True)
+        for name in ("mel_loss", "stop_loss", "attention_loss", "diagonal"):
+            self.log(f"train/{name}", losses[name], batch_size=size)
+        return losses["loss"]
+
+    # -- evaluation -----------------------------------------------------------------------
+    def _load_judge(self) -> None:
+        if self.judge_ckpt and self._judge is None:
+            self._judge = IntelligibilityJudge(self.judge_ckpt)
+            log.info("intelligibility judge: %s", self.judge_ckpt)
+        elif not self.judge_ckpt and not self._judge_noted:
+            log.info("model.judge_ckpt is null: the CER of synthesized speech is not measured")
+            self._judge_noted = True
+        if self._judge is not None:
+            self._judge.to(self.device)
+
+    def _collect_texts(self) -> None:
+        """Reference texts by utterance id, from the datamodule (for the judge's CER)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        for dataset in getattr(datamodule, "datasets", {}).values():
+            self._texts.update({u.id: u.text for u in dataset.utterances if u.text})
+
+    def on_validation_start(self) -> None:
+        self._load_judge()
+        self._collect_texts()
+
+    def on_test_start(self) -> None:
+        self.on_validation_start()
+
+    def _evaluate(self, batch: Batch, split: str) -> None:
+        losses, _ = self._losses(batch)
+        size = len(batch)
+        self.log(f"{split}/loss", losses["loss"], batch_size=size, sync_dist=True)
+        self.log(f"{split}/mel_loss", losses["mel_loss"], batch_size=size, sync_dist=True)
+        self.log(
+            f"{split}/mel_l1", losses["mel_l1"], batch_size=size, sync_dist=True, prog_bar=True
+        )
+        self.log(f"{split}/diagonal", losses["diagonal"], batch_size=size, sync_dist=True)
+        if self.trainer.sanity_checking:
+            return
+        limit = self.num_synthesized if split == "val" else None
+        if limit is not None and self._synthesized >= limit:
+            return
+        self._synthesized += size
+        r = self.model.reduction
+        frames = batch.feature_lengths
+        max_steps = int(math.ceil(int(frames.max()) / r) * 2 + 10)
+        output = self.model.infer(batch.targets, batch.target_lengths, max_steps)
+        waveforms = self._waveforms(output)
+        predicted = self.frontend.denormalize(output.mel_postnet)
+        target = self.frontend.denormalize(batch.features)
+        for i in range(size):
+            n = max(1, int(output.lengths[i]))
+            self.mcd[split].update(
+                mel_cepstral_distortion(predicted[i, :, :n], target[i, :, : int(frames[i])])
+            )
+        self.log(f"{split}/mcd", self.mcd[split], batch_size=size)
+        references = [
+            self._texts.get(uid) or self.tokenizer.decode(t[:n].tolist())
+            for uid, t, n in zip(batch.ids, batch.targets, batch.target_lengths, strict=True)
+        ]
+        hypotheses = [""] * size
+        if self._judge is not None:
+            hypotheses = self._judge.transcribe(waveforms, self.sample_rate)
+            self.cer[split](hypotheses, references)
+            self.log(f"{split}/cer", self.cer[split], batch_size=size, prog_bar=True)
+        if split == "test":
+            self.predictions.extend(zip(batch.ids, references, hypotheses, strict=True))
+        for i in range(min(size, self.num_logged_samples - len(self.samples))):
+            n = int(output.lengths[i])
+            self.samples.append(
+                {
+                    "id": batch.ids[i],
+                    "text": references[i],
+                    "heard": hypotheses[i],
+                    "audio": waveforms[i],
+                    "predicted": predicted[i, :, :n].cpu(),
+                    "target": target[i, :, : int(frames[i])].cpu(),
+                    "alignment": output.alignments[
+                        i, : max(1, n // r), : batch.target_lengths[i]
+                    ].cpu(),
+                }
+            )
+
+    def on_validation_epoch_start(self) -> None:
+        self.samples = []
+        self._synthesized = 0
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        if len(batch):
+            self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        for k, sample in enumerate(self.samples):
+            heard = f" | heard: {sample['heard']!r}" if self._judge is not None else ""
+            title = f"{sample['id']}: {sample['text']!r}{heard} (epoch {self.current_epoch})"
+            log_audio(self.trainer, f"val/audio_{k}", sample["audio"], self.sample_rate)
+            log_figure(
+                self.trainer,
+                f"val/mel_{k}",
+                mel_figure(sample["predicted"], sample["target"], title),
+            )
+            log_figure(
+                self.trainer, f"val/alignment_{k}", alignment_figure(sample["alignment"], title)
+            )
+
+    def on_test_epoch_start(self) -> None:
+        self.predictions = []
+        self.samples = []
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        if len(batch):
+            self._evaluate(batch, "test")
