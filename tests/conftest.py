@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -43,6 +45,34 @@ def composed(config_name: str, overrides: list[str], output_dir: Path) -> Iterat
             cfg.paths.output_dir = str(output_dir)
         yield cfg
     GlobalHydra.instance().clear()
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one thread inside: tiny tensors gain nothing from more on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """:func:`one_torch_thread` around a test (``pytestmark = usefixtures("one_thread")``)."""
+    with one_torch_thread():
+        yield
+
+
+def write_tsv(path: Path, rows: Sequence[dict[str, str]], header: Sequence[str]) -> None:
+    """Write ``rows`` under ``header`` as a Common Voice style tsv (tabs, no quoting)."""
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(
+            f, list(header), delimiter="\t", quoting=csv.QUOTE_NONE, lineterminator="\n"
+        )
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from speechlab.evaluate import load_checkpoint
 from speechlab.evaluate import run as evaluate
 from speechlab.text import CharTokenizer
 from speechlab.train import run as train
-from tests.conftest import CONF, REPO, composed
+from tests.conftest import CONF, REPO, composed, one_torch_thread, write_tsv
 from tests.integration.test_configs import build_all
 from tests.integration.test_ctc import mini_voice  # noqa: F401  (session fixture)
 
@@ -56,13 +56,7 @@ TINY_LAS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: extra threads only add synchronisation on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="session")
@@ -98,12 +92,7 @@ def tiny_voice(mini_voice: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
         ("dev.tsv", splits["eval"]),
         ("test.tsv", splits["eval"]),
     ):
-        with (root / name).open("w", encoding="utf-8", newline="") as f:
-            writer = csv.DictWriter(
-                f, header, delimiter="\t", quoting=csv.QUOTE_NONE, lineterminator="\n"
-            )
-            writer.writeheader()
-            writer.writerows(split_rows)
+        write_tsv(root / name, split_rows, header)
     (root / "clip_durations.tsv").write_text("\n".join(clip_durations) + "\n", encoding="utf-8")
     return root
 
@@ -115,18 +104,13 @@ def tiny_overrides(tiny_voice: Path, data_dir: Path) -> list[str]:
 @pytest.fixture(scope="session")
 def las_run(tiny_voice: Path, tmp_path_factory: pytest.TempPathFactory):
     """The tiny LAS trained for ``EPOCHS`` epochs on the 8 utterances: its dir and metrics."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     run_dir = tmp_path_factory.mktemp("las_run")
     overrides = [
         *tiny_overrides(tiny_voice, tmp_path_factory.mktemp("las_data")),
         f"trainer.max_epochs={EPOCHS}",
     ]
-    try:
-        with composed("train", overrides, run_dir) as cfg:
-            metrics = train(cfg)
-    finally:
-        torch.set_num_threads(threads)
+    with one_torch_thread(), composed("train", overrides, run_dir) as cfg:
+        metrics = train(cfg)
     return run_dir, metrics
 
 

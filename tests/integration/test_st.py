@@ -14,7 +14,7 @@ from speechlab.data.mini_covost import ensure_mini_covost
 from speechlab.evaluate import load_checkpoint
 from speechlab.evaluate import run as evaluate
 from speechlab.train import run as train
-from tests.conftest import composed
+from tests.conftest import composed, one_torch_thread, write_tsv
 
 NUM_PAIRS = 6
 EPOCHS = 120  # one batch of all pairs per epoch
@@ -52,12 +52,7 @@ TINY_ST = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def read_tsv(path: Path) -> list[dict[str, str]]:
@@ -98,12 +93,7 @@ def tiny_covost(tmp_path_factory: pytest.TempPathFactory) -> Path:
             clip_durations.append(f"{name}\t{durations[pair['path']]}")
     (root / "covost_v2.fr_en.tsv").write_text("\n".join(covost) + "\n", encoding="utf-8")
     (root / "fr" / "clip_durations.tsv").write_text("\n".join(clip_durations) + "\n", "utf-8")
-    with (root / "fr" / "validated.tsv").open("w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(
-            f, list(validated[0]), delimiter="\t", quoting=csv.QUOTE_NONE, lineterminator="\n"
-        )
-        writer.writeheader()
-        writer.writerows(cv)
+    write_tsv(root / "fr" / "validated.tsv", cv, list(validated[0]))
     return root
 
 
@@ -113,18 +103,13 @@ def tiny_overrides(root: Path, data_dir: Path) -> list[str]:
 
 @pytest.fixture(scope="session")
 def st_run(tiny_covost: Path, tmp_path_factory: pytest.TempPathFactory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     run_dir = tmp_path_factory.mktemp("st_run")
     overrides = [
         *tiny_overrides(tiny_covost, tmp_path_factory.mktemp("st_data")),
         f"trainer.max_epochs={EPOCHS}",
     ]
-    try:
-        with composed("train", overrides, run_dir) as cfg:
-            metrics = train(cfg)
-    finally:
-        torch.set_num_threads(threads)
+    with one_torch_thread(), composed("train", overrides, run_dir) as cfg:
+        metrics = train(cfg)
     return run_dir, metrics
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import lightning as L
 import pytest
 import soundfile as sf
-import torch
 from omegaconf import OmegaConf
 
 from speechlab.cli import main, split_sentences
@@ -46,12 +45,7 @@ TINY_TTS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="session")

@@ -27,14 +27,7 @@ from speechlab.nn.attention import AdditiveAttention, LocationAwareAttention
 from speechlab.nn.encoders.pyramidal_lstm import PyramidalLSTMEncoder
 from speechlab.nn.speller import EOS, Speller, append_eos, label_smoothed_nll
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: extra threads only add synchronisation (and stall on busy CPUs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 ATTENTIONS = {

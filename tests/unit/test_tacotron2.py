@@ -23,12 +23,7 @@ SENTENCES = [
 STEPS = 60
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(vocab_size: int, **options) -> Tacotron2:
