@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader
 from speechlab.data.collate import collate_examples
 from speechlab.data.corpora.base import SPLITS, CorpusReader
 from speechlab.data.dataset import SpeechDataset
-from speechlab.data.manifest import Manifest, load_or_build_manifest
 from speechlab.data.loader import ResumableDataLoader
+from speechlab.data.manifest import Manifest, load_or_build_manifest
 from speechlab.data.sampler import DurationBucketSampler
 from speechlab.data.targets import ClassLabels, TokenTargets
 from speechlab.data.utterance import Utterance
@@ -140,9 +140,15 @@ class SpeechDataModule(L.LightningDataModule):
 
     def _tokens(self, manifest: Manifest, field: str, spec: Mapping[str, Any]) -> TokenTargets:
         """Token targets of ``field`` with the tokenizer ``spec`` (trained on train's texts)."""
-        texts = [text for utterance in manifest.splits["train"] if (text := getattr(utterance, field))]
+        texts = [
+            text for utterance in manifest.splits["train"] if (text := getattr(utterance, field))
+        ]
         if not texts:
-            corpora = "covost2, mini_covost" if field == "translation" else "common_voice, mini_voice, fsdd, speech_commands ..."
+            corpora = (
+                "covost2, mini_covost"
+                if field == "translation"
+                else "common_voice, mini_voice, fsdd, speech_commands ..."
+            )
             raise ValueError(
                 f"the train split of {self.reader.name} at {self.reader.root} has no "
                 f"{field} to train a tokenizer on; this task needs a corpus with {field} "

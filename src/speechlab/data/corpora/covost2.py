@@ -96,7 +96,9 @@ class CoVoST2Reader:
         if not self.covost_tsv.is_file():
             raise self._layout_error(f"{self.covost_tsv} does not exist")
         if not self.common_voice.clips.is_dir():
-            raise self._layout_error(f"the Common Voice folder has no clips/ at {self.common_voice.clips}")
+            raise self._layout_error(
+                f"the Common Voice folder has no clips/ at {self.common_voice.clips}"
+            )
         header = self.common_voice.columns(self.covost_tsv, COVOST_COLUMNS)
         if not {"sentence", "client_id"} <= set(header):
             if not self.validated_tsv.is_file():

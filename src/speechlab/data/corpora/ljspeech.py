@@ -78,11 +78,15 @@ class LJSpeechReader:
         """Raise :class:`CorpusLayoutError` unless ``root`` has ``metadata.csv`` and ``wavs/``."""
         if not self.root.is_dir():
             raise self._layout_error(f"the LJ Speech root {self.root} does not exist")
-        missing = [n for n, p in ((METADATA, self.metadata), (WAVS, self.root / WAVS)) if not p.exists()]
+        missing = [
+            n for n, p in ((METADATA, self.metadata), (WAVS, self.root / WAVS)) if not p.exists()
+        ]
         if missing:
             nested = sorted(p.parent.name for p in self.root.glob(f"*/{METADATA}"))
             hint = f" (a sub-folder has one: set root to {self.root}/{nested[0]})" if nested else ""
-            raise self._layout_error(f"the LJ Speech root {self.root} lacks {', '.join(missing)}{hint}")
+            raise self._layout_error(
+                f"the LJ Speech root {self.root} lacks {', '.join(missing)}{hint}"
+            )
 
     def options(self) -> dict:
         """The options that change the output, as plain data."""
