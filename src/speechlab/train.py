@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from speechlab import __version__, resolvers  # noqa: F401  (config resolvers)
@@ -66,17 +66,9 @@ def build_datamodule(
     return datamodule
 
 
-def launched_rank() -> int:
-    """This process's rank as its launcher set it (0 when not launched as a DDP rank)."""
-    for variable in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
-        if os.environ.get(variable, "").isdigit():
-            return int(os.environ[variable])
-    return 0
-
-
 def quiet_other_ranks() -> None:
     """Only rank 0 writes the run's text log: other ranks keep their console output."""
-    if launched_rank() == 0:
+    if rank_zero_only.rank == 0:  # set by Lightning from RANK / SLURM_PROCID / LOCAL_RANK
         return
     root = logging.getLogger()
     for handler in list(root.handlers):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import os
 import time
@@ -35,13 +34,14 @@ import numpy as np
 import soundfile as sf
 
 from speechlab.data.espeak import Espeak, Voice
-from speechlab.data.mini_voice import SAMPLE_RATE, Clip, _render_speaker
+from speechlab.data.mini_voice import SAMPLE_RATE, Clip, _render_speaker, write_clip_durations
 from speechlab.data.synth import (
     FEMALE_VARIANTS,
     MALE_VARIANTS,
     Speaker,
     check_params,
     ensure_generated,
+    write_marker,
 )
 
 log = logging.getLogger(__name__)
@@ -300,7 +300,9 @@ def generate_mini_covost(
     params = MiniCovostParams(seed=seed, **options)  # type: ignore[arg-type]
     root = Path(root)
     if root.exists() and any(root.iterdir()):
-        raise FileExistsError(f"mini CoVoST: {root} is not empty; expected a new or empty directory")
+        raise FileExistsError(
+            f"mini CoVoST: {root} is not empty; expected a new or empty directory"
+        )
     started = time.perf_counter()
     speakers = plan_speakers(params)
     clips = plan_clips(params, speakers)
@@ -314,20 +316,14 @@ def generate_mini_covost(
     seconds = {name: n / SAMPLE_RATE for _, frames in results for name, n in frames.items()}
 
     header = "\t".join(CV_COLUMNS) + "\n"
-    (locale / "validated.tsv").write_text(
-        header + "".join(map(_cv_row, clips)), encoding="utf-8"
-    )
-    durations = "".join(f"{c.name}\t{round(1000 * seconds[c.name])}\n" for c in clips)
-    (locale / "clip_durations.tsv").write_text("clip\tduration[ms]\n" + durations, "utf-8")
-    covost = "".join(
-        f"{c.name}\t{c.translation}\t{SPLIT_VALUES[c.speaker.split]}\n" for c in clips
-    )
+    (locale / "validated.tsv").write_text(header + "".join(map(_cv_row, clips)), encoding="utf-8")
+    write_clip_durations(locale / "clip_durations.tsv", clips, seconds)
+    covost = "".join(f"{c.name}\t{c.translation}\t{SPLIT_VALUES[c.speaker.split]}\n" for c in clips)
     (root / f"covost_v2.{SOURCE_LANG}_{TARGET_LANG}.tsv").write_text(
         "path\ttranslation\tsplit\n" + covost, encoding="utf-8"
     )
     (root / "README.md").write_text(_readme(params, clips, seconds), encoding="utf-8")
-    record = json.dumps(_marker_record(params, version), indent=2) + "\n"
-    (root / MARKER_NAME).write_text(record, encoding="utf-8")
+    write_marker(root, _marker_record(params, version), MARKER_NAME)
     log.info(
         "mini CoVoST: %d clips (%.2f h) in %.1f s",
         len(clips),

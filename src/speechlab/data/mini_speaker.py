@@ -16,7 +16,6 @@ for a seed on one machine and library build.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import soundfile as sf
 
 from speechlab.data.espeak import Espeak, Voice
 from speechlab.data.mini_voice import _sentence, written
-from speechlab.data.synth import _trim, check_params, ensure_generated
+from speechlab.data.synth import _trim, check_params, ensure_generated, write_marker
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +98,9 @@ def generate_mini_speaker(root: str | Path, **params: object) -> Path:
     params = MiniSpeakerParams(**params)  # type: ignore[arg-type]
     root = Path(root)
     if root.exists() and any(root.iterdir()):
-        raise FileExistsError(f"mini speaker: {root} is not empty; expected a new or empty directory")
+        raise FileExistsError(
+            f"mini speaker: {root} is not empty; expected a new or empty directory"
+        )
     started = time.perf_counter()
     (root / "wavs").mkdir(parents=True)
     sentences = plan_sentences(params)
@@ -129,8 +130,7 @@ def generate_mini_speaker(root: str | Path, **params: object) -> Path:
         "Do not edit: `ensure_mini_speaker` regenerates it when its parameters change.\n",
         encoding="utf-8",
     )
-    record = json.dumps(_marker_record(params, version), indent=2) + "\n"
-    (root / MARKER_NAME).write_text(record, encoding="utf-8")
+    write_marker(root, _marker_record(params, version), MARKER_NAME)
     log.info(
         "mini speaker: %d sentences (%.1f min) in %.1f s",
         len(sentences),
@@ -143,7 +143,9 @@ def generate_mini_speaker(root: str | Path, **params: object) -> Path:
 def ensure_mini_speaker(root: str | Path, **params: object) -> Path:
     """Return ``root`` holding the corpus for these parameters, generating it only if needed
     (see :func:`speechlab.data.synth.ensure_generated`)."""
-    check_params("ensure_mini_speaker", params, {f.name for f in dataclasses.fields(MiniSpeakerParams)})
+    check_params(
+        "ensure_mini_speaker", params, {f.name for f in dataclasses.fields(MiniSpeakerParams)}
+    )
     wanted = MiniSpeakerParams(**params)  # type: ignore[arg-type]
     with Espeak(isolated=True) as engine:
         record = _marker_record(wanted, engine.version)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import json
 import logging
 import os
 import threading
@@ -46,6 +45,7 @@ from speechlab.data.synth import (
     _trim,
     check_params,
     ensure_generated,
+    write_marker,
 )
 
 log = logging.getLogger(__name__)
@@ -360,6 +360,12 @@ def _write_tsv(path: Path, clips: list[Clip]) -> None:
     path.write_text(header + "".join(_row(clip) for clip in clips), encoding="utf-8")
 
 
+def write_clip_durations(path: Path, clips: list[Clip], seconds: dict[str, float]) -> None:
+    """Common Voice's ``clip_durations.tsv``: each clip's duration in milliseconds."""
+    durations = "".join(f"{c.name}\t{round(1000 * seconds[c.name])}\n" for c in clips)
+    path.write_text("clip\tduration[ms]\n" + durations, encoding="utf-8")
+
+
 def _marker_record(params: MiniVoiceParams, espeak_version: str) -> dict:
     return {
         "generator": "speechlab.data.mini_voice",
@@ -469,11 +475,9 @@ def generate_mini_voice(
     _write_tsv(root / "validated.tsv", clips)
     _write_tsv(root / "invalidated.tsv", [])
     _write_tsv(root / "other.tsv", [])
-    durations = "".join(f"{c.name}\t{round(1000 * seconds[c.name])}\n" for c in clips)
-    (root / "clip_durations.tsv").write_text("clip\tduration[ms]\n" + durations, encoding="utf-8")
+    write_clip_durations(root / "clip_durations.tsv", clips, seconds)
     (root / "README.md").write_text(_readme(params, clips, seconds, version), encoding="utf-8")
-    record = json.dumps(_marker_record(params, version), indent=2) + "\n"
-    (root / MARKER_NAME).write_text(record, encoding="utf-8")
+    write_marker(root, _marker_record(params, version), MARKER_NAME)
     log.info(
         "mini Common Voice: %d clips (%.2f h) in %.1f s",
         len(clips),

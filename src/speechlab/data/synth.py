@@ -432,10 +432,14 @@ def generate_mini_commands(
     _write_background(root, params)
     _write_lists(root, params, speakers)
     (root / "README.md").write_text(_readme(params, speakers, version), encoding="utf-8")
-    record = json.dumps(_marker_record(params, version), indent=2) + "\n"
-    (root / MARKER_NAME).write_text(record, encoding="utf-8")
+    write_marker(root, _marker_record(params, version))
     log.info("mini Speech Commands: %d clips in %.1f s", clips, time.perf_counter() - started)
     return root
+
+
+def write_marker(root: Path, record: dict, marker_name: str = MARKER_NAME) -> None:
+    """Record what generated ``root`` (read back by :func:`ensure_generated`)."""
+    (root / marker_name).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
 def _read_marker(root: Path, marker_name: str = MARKER_NAME) -> dict | None:
