@@ -106,3 +106,22 @@ def test_optuna_searches_follow_the_tasks_monitor_mode(option: str, tmp_path: Pa
         assert sweeper["direction"] == expected
         assert sweeper["sampler"]["_target_"] == "optuna.samplers.TPESampler"
         assert cfg.optimized_metric == f"{cfg.model.monitor}_best"
+
+
+def test_sweep_and_run_dirs_resolve_under_the_launch_dir_before_any_job(tmp_path, monkeypatch):
+    """A multirun's sweeper and callbacks read ``hydra.sweep.dir`` before Hydra's runtime config
+    exists: with the default paths it must resolve, under ``logs/`` of the directory run from."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    monkeypatch.chdir(tmp_path)
+    GlobalHydra.instance().clear()
+    HydraConfig.instance().cfg = None  # as in a launching process: no job has run yet
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", ["model=kws_cnn"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    sweep = Path(cfg.hydra.sweep.dir)
+    assert sweep.parent == tmp_path / "logs" / "train" / "multiruns"
+    assert Path(cfg.hydra.run.dir).parent == tmp_path / "logs" / "train" / "runs"
+    assert Path(cfg.paths.data_dir) == tmp_path / "data"
