@@ -7,8 +7,8 @@ import lightning as L
 import pytest
 from omegaconf import OmegaConf
 
-from speechlab.text import CharTokenizer
-from speechlab.train import build_task, instantiate_group
+from speechlab.run.train import build_task, instantiate_group
+from speechlab.text.tokenizers import CharTokenizer
 from tests.conftest import CONF, composed
 
 

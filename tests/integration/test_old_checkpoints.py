@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from speechlab.cli import main as speechlab
-from speechlab.evaluate import load_checkpoint, restore_task
-from speechlab.evaluate import run as evaluate
+from speechlab.run.evaluate import load_checkpoint, restore_task
+from speechlab.run.evaluate import run as evaluate
 from tests.conftest import REPO, composed, shared_data
 
 FIXTURES = REPO / "tests" / "fixtures" / "checkpoints_0.1"

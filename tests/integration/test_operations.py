@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from speechlab.train import run as train
+from speechlab.run.train import run as train
 from tests.conftest import REPO, composed
 from tests.integration.test_train import KWS, mini_commands  # noqa: F401  (session fixture)
 
@@ -215,8 +215,8 @@ def test_every_logger_writes_what_it_should_and_a_resume_continues_the_wandb_run
 @pytest.mark.usefixtures("mini_commands")
 def test_ema_run_then_checkpoint_average_evaluates(data_dir, tmp_path):
     from speechlab.cli import main as speechlab
-    from speechlab.evaluate import load_checkpoint
-    from speechlab.evaluate import run as evaluate
+    from speechlab.run.evaluate import load_checkpoint
+    from speechlab.run.evaluate import run as evaluate
 
     run_dir = tmp_path / "ema"
     overrides = [

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechlab.audio import AudioError, probe, read_audio
+from speechlab.audio.io import AudioError, probe, read_audio
 
 
 def tone(seconds: float, rate: int, channels: int = 1) -> np.ndarray:

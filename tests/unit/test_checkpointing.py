@@ -6,11 +6,11 @@ import hydra
 import pytest
 import torch
 
-from speechlab.checkpointing import average_checkpoints
+from speechlab.checkpoint.last import average_checkpoints
 from speechlab.data.collate import collate_examples
 from speechlab.data.loader import ResumableDataLoader
 from speechlab.data.sampler import DurationBucketSampler
-from speechlab.text import CharTokenizer
+from speechlab.text.tokenizers import CharTokenizer
 from tests.conftest import composed
 
 

@@ -2,9 +2,9 @@ import pytest
 import torch
 import torchaudio
 
+from speechlab.audio.features import LogMelFrontend, frame_lengths
 from speechlab.data.collate import collate_examples
 from speechlab.data.dataset import Example, SkippedExample
-from speechlab.features import LogMelFrontend, frame_lengths
 from speechlab.nn.kws_cnn import KeywordCNN
 
 

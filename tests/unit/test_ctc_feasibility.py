@@ -7,13 +7,13 @@ from pathlib import Path
 
 import torch
 
-from speechlab.data.corpora.base import ScanReport
+from speechlab.audio.features import LogMelFrontend
 from speechlab.data.datamodule import SpeechDataModule
+from speechlab.data.reader import ScanReport
 from speechlab.data.utterance import Utterance
-from speechlab.features import LogMelFrontend
 from speechlab.nn.encoders import LSTMEncoder
 from speechlab.tasks.ctc import CTCTask
-from speechlab.text import CharTokenizer
+from speechlab.text.tokenizers import CharTokenizer
 
 
 class InMemoryReader:

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from speechlab.audio.features import lengths_to_mask
 from speechlab.decoding.attention import (
     ArpaLM,
     CTCPrefixScorer,
@@ -22,7 +23,6 @@ from speechlab.decoding.attention import (
     score_hypotheses,
 )
 from speechlab.decoding.ngram import build_arpa, spell_sentences
-from speechlab.features import lengths_to_mask
 from speechlab.nn.attention import AdditiveAttention, LocationAwareAttention
 from speechlab.nn.encoders.pyramidal_lstm import PyramidalLSTMEncoder
 from speechlab.nn.speller import EOS, Speller, append_eos, label_smoothed_nll

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechlab.audio import read_audio
-from speechlab.data.corpora.base import SPLITS, ScanReport
-from speechlab.data.corpora.common_voice import OFFICIAL_COLUMNS, CommonVoiceReader
-from speechlab.data.mini_voice import (
+from speechlab.audio.io import read_audio
+from speechlab.corpora.common_voice import OFFICIAL_COLUMNS, CommonVoiceReader
+from speechlab.corpora.embedded.mini_commands import FEMALE_VARIANTS, LANGUAGES, MALE_VARIANTS
+from speechlab.corpora.embedded.mini_voice import (
     MARKER_NAME,
     SAMPLE_RATE,
     MiniVoiceParams,
@@ -26,7 +26,7 @@ from speechlab.data.mini_voice import (
     plan_speakers,
     vocabulary,
 )
-from speechlab.data.synth import FEMALE_VARIANTS, LANGUAGES, MALE_VARIANTS
+from speechlab.data.reader import SPLITS, ScanReport
 from tests.conftest import composed
 from tests.integration.test_configs import job_config
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from speechlab.resume import find_resume_state, plan_resume, resolve_ckpt_path
-from speechlab.run_record import RunRecord, best_of, read_record, wall_seconds
+from speechlab.run.resume import find_resume_state, plan_resume, resolve_ckpt_path
+from speechlab.run.run_record import RunRecord, best_of, read_record, wall_seconds
 
 LR = ["model.optimizer.lr=0.001"]
 

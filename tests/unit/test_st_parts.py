@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from speechlab.data.mini_covost import (
+from speechlab.corpora.embedded.mini_covost import (
     ENDINGS,
     OBJECTS,
     SUBJECTS,

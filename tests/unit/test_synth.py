@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechlab.data.espeak import Espeak, EspeakError, synthesize
-from speechlab.data.synth import (
+from speechlab.corpora.embedded.mini_commands import (
     BACKGROUND_DIR,
     COMMAND_WORDS,
     DEFAULT_WORDS,
@@ -24,6 +23,7 @@ from speechlab.data.synth import (
     plan_speakers,
     speech_commands_split,
 )
+from speechlab.text.espeak import Espeak, EspeakError, synthesize
 
 TINY = {"num_speakers": 8, "repetitions": 1, "noise_seconds": 2.0}
 

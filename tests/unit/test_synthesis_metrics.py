@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from speechlab.metrics import dtw_path, mel_cepstral_distortion
-from speechlab.text import PhonemeTokenizer, load_tokenizer, train_tokenizer
+from speechlab.tasks.synthesis_metrics import dtw_path, mel_cepstral_distortion
+from speechlab.text.tokenizers import PhonemeTokenizer, load_tokenizer, train_tokenizer
 
 
 def test_dtw_aligns_a_stretched_copy_at_zero_cost():

@@ -10,7 +10,7 @@ import torch
 from speechlab.data.targets import TokenTargets
 from speechlab.data.utterance import Utterance
 from speechlab.tasks.ctc import ctc_required_frames
-from speechlab.text import (
+from speechlab.text.tokenizers import (
     BLANK,
     CharTokenizer,
     SentencePieceTokenizer,

@@ -207,7 +207,7 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, Any]:
     Raises:
         ValueError: fewer than two paths, or checkpoints of different models.
     """
-    from speechlab.evaluate import load_checkpoint
+    from speechlab.run.evaluate import load_checkpoint
 
     if len(paths) < 2:
         raise ValueError(f"averaging needs at least two checkpoints, got {len(paths)}")

@@ -10,7 +10,7 @@ quoted: a ``"`` belongs to the sentence (``csv.QUOTE_NONE``), and the normalizer
 Durations come from ``clip_durations.tsv`` when it lists the clip, otherwise the clip's header is
 probed; the manifest cache keeps them, so either happens once per corpus version.
 
-``Utterance.sample_rate`` is informational: :func:`speechlab.audio.read_audio` decodes at the
+``Utterance.sample_rate`` is informational: :func:`speechlab.audio.io.read_audio` decodes at the
 file's own rate and resamples to the datamodule's. A clip whose duration comes from
 ``clip_durations.tsv`` is not opened, so its ``sample_rate`` is the declared ``clip_sample_rate``
 (48 kHz, the rate of the published Common Voice clips), not a measurement; ``probe=True`` opens
@@ -25,10 +25,10 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from speechlab.audio import AudioError, probe
-from speechlab.data.corpora.base import SPLITS, CorpusLayoutError, ScanReport
-from speechlab.data.normalize import TextNormalizer
+from speechlab.audio.io import AudioError, probe
+from speechlab.data.reader import SPLITS, CorpusLayoutError, ScanReport
 from speechlab.data.utterance import Utterance
+from speechlab.text.normalize import TextNormalizer
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ class CommonVoiceReader:
         if self.speaker is None:
             yield from self._scan_tsv(self.split_tsv(split), split, report)
             return
-        from speechlab.data.corpora.ljspeech import hash_split
+        from speechlab.corpora.ljspeech import hash_split
 
         found: set[str] = set()
         for name in SPLITS:  # the speaker's clips of every tsv, re-split by clip name

@@ -25,15 +25,15 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from speechlab.data.corpora.base import SPLITS, CorpusLayoutError, ScanReport
-from speechlab.data.corpora.common_voice import (
+from speechlab.corpora.common_voice import (
     COMMON_VOICE_SAMPLE_RATE,
     CommonVoiceReader,
     is_utf8,
     tsv_rows,
 )
-from speechlab.data.normalize import TextNormalizer
+from speechlab.data.reader import SPLITS, CorpusLayoutError, ScanReport
 from speechlab.data.utterance import Utterance
+from speechlab.text.normalize import TextNormalizer
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from speechlab.audio import AudioError, probe
-from speechlab.data.corpora.base import SPLITS, CorpusLayoutError, ScanReport
+from speechlab.audio.io import AudioError, probe
+from speechlab.data.reader import SPLITS, CorpusLayoutError, ScanReport
 from speechlab.data.utterance import Utterance
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")

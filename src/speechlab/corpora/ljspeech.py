@@ -14,10 +14,10 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from speechlab.audio import AudioError, probe
-from speechlab.data.corpora.base import SPLITS, CorpusLayoutError, ScanReport
-from speechlab.data.normalize import TextNormalizer
+from speechlab.audio.io import AudioError, probe
+from speechlab.data.reader import SPLITS, CorpusLayoutError, ScanReport
 from speechlab.data.utterance import Utterance
+from speechlab.text.normalize import TextNormalizer
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from speechlab.audio import AudioError, AudioInfo, probe
-from speechlab.data.corpora.base import SPLITS, CorpusLayoutError, ScanReport
-from speechlab.data.download import download as download_file
-from speechlab.data.download import extract_tar
+from speechlab.audio.io import AudioError, AudioInfo, probe
+from speechlab.corpora.download import download as download_file
+from speechlab.corpora.download import extract_tar
+from speechlab.data.reader import SPLITS, CorpusLayoutError, ScanReport
 from speechlab.data.utterance import Utterance
 
 log = logging.getLogger(__name__)

@@ -13,14 +13,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from speechlab.data.collate import collate_examples
-from speechlab.data.corpora.base import SPLITS, CorpusReader
 from speechlab.data.dataset import SpeechDataset
 from speechlab.data.loader import ResumableDataLoader
 from speechlab.data.manifest import Manifest, load_or_build_manifest
+from speechlab.data.reader import SPLITS, CorpusReader
 from speechlab.data.sampler import DurationBucketSampler
 from speechlab.data.targets import ClassLabels, TokenTargets
 from speechlab.data.utterance import Utterance
-from speechlab.text import cached_tokenizer, save_tokenizer
+from speechlab.text.tokenizers import cached_tokenizer, save_tokenizer
 
 log = logging.getLogger(__name__)
 

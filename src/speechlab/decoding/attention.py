@@ -23,9 +23,9 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from speechlab.audio.features import lengths_to_mask
 from speechlab.decoding.ngram import BOS, UNK
 from speechlab.decoding.ngram import EOS as LM_EOS
-from speechlab.features import lengths_to_mask
 from speechlab.nn.speller import EOS, append_eos
 
 NEG_INF = float("-inf")

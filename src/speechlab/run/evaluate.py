@@ -10,9 +10,10 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from speechlab.callbacks import RECIPE_KEY, SkippedAudioReport
-from speechlab.reports import plain_metrics, print_metrics, write_metrics, write_predictions
-from speechlab.train import build_datamodule, build_task
+from speechlab.checkpoint.compat import upgrade_recipe
+from speechlab.run.callbacks import RECIPE_KEY, SkippedAudioReport
+from speechlab.run.reports import plain_metrics, print_metrics, write_metrics, write_predictions
+from speechlab.run.train import build_datamodule, build_task
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path} holds no speechlab recipe (key {RECIPE_KEY!r}); it was not written by "
             "speechlab's train.py, so its model and data cannot be rebuilt from it alone."
         )
+    checkpoint[RECIPE_KEY] = upgrade_recipe(checkpoint[RECIPE_KEY])  # old module paths
     return checkpoint
 
 

@@ -21,7 +21,7 @@ def sweep_direction(monitor_mode: str) -> str:
 
 
 def register() -> None:
-    from speechlab.loggers import run_id
+    from speechlab.run.loggers import run_id
 
     OmegaConf.register_new_resolver("wandb_offline", wandb_offline, replace=True)
     # ${run_id:${paths.output_dir}}: one id per run dir, so a resumed run continues its tracker run

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from speechlab.run_record import FINISHED, read_record
+from speechlab.run.run_record import FINISHED, read_record
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Runs by itself after every multirun of train.py (a Hydra callback, registered in
 ``conf/train.yaml``) and by hand on any multirun dir::
 
-    python -m speechlab.sweep_summary logs/train/multiruns/<timestamp>
+    python -m speechlab.run.sweep_summary logs/train/multiruns/<timestamp>
 
 A job is a subdir holding ``.hydra/overrides.yaml``; its row comes from the run record
 ``run.json`` (status, best monitored value, epochs, wall time, the validation curve). A job that
@@ -25,7 +25,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from speechlab.run_record import FAILED, FINISHED, read_record
+from speechlab.run.run_record import FAILED, FINISHED, read_record
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ class SweepSummary(Callback):
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or args[0] in ("-h", "--help"):
-        print("usage: python -m speechlab.sweep_summary <multirun dir>", file=sys.stderr)
+        print("usage: python -m speechlab.run.sweep_summary <multirun dir>", file=sys.stderr)
         return 2
     try:
         paths = write_summary(args[0])

@@ -17,13 +17,14 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from speechlab import __version__, resolvers  # noqa: F401  (config resolvers)
-from speechlab.callbacks import RecipeInCheckpoint, SkippedAudioReport
-from speechlab.checkpointing import ExactResume
-from speechlab.init_from import INIT_FROM_KEY, apply_init_from, without_init_from
-from speechlab.reports import plain_metrics, print_metrics, write_metrics, write_predictions
-from speechlab.resume import plan_resume
-from speechlab.run_record import RunRecord
+from speechlab import __version__
+from speechlab.checkpoint.init_from import INIT_FROM_KEY, apply_init_from, without_init_from
+from speechlab.checkpoint.last import ExactResume
+from speechlab.run import resolvers  # noqa: F401  (config resolvers)
+from speechlab.run.callbacks import RecipeInCheckpoint, SkippedAudioReport
+from speechlab.run.reports import plain_metrics, print_metrics, write_metrics, write_predictions
+from speechlab.run.resume import plan_resume
+from speechlab.run.run_record import RunRecord
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
+from speechlab.audio.features import frame_lengths
 from speechlab.data.collate import Batch
-from speechlab.features import frame_lengths
-from speechlab.logging import log_table
+from speechlab.tasks.artifacts import log_table
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
-from speechlab.text import Tokenizer, load_tokenizer
+from speechlab.text.tokenizers import Tokenizer, load_tokenizer
 
 # (log_probs (B, T, V), lengths (B,)) -> B texts
 TextDecoder = Callable[[torch.Tensor, torch.Tensor], list[str]]

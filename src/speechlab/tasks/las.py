@@ -30,11 +30,11 @@ from speechlab.decoding.attention import (
     beam_search,
     greedy_search,
 )
-from speechlab.logging import log_figure, log_table
 from speechlab.nn.speller import append_eos, label_smoothed_nll
+from speechlab.tasks.artifacts import log_figure, log_table
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
 from speechlab.tasks.ctc import batch_references, ctc_length_problem, encoder_frames
-from speechlab.text import load_tokenizer
+from speechlab.text.tokenizers import load_tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from torchmetrics.text import CHRFScore, SacreBLEUScore
 
 from speechlab.data.collate import Batch
 from speechlab.tasks.las import LASTask
-from speechlab.text import Tokenizer
+from speechlab.text.tokenizers import Tokenizer
 
 SPLITS = ("val", "test")
 

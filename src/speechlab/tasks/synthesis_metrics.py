@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torchaudio
 
-from speechlab.audio import resample
+from speechlab.audio.io import resample
 
 # 10 / ln(10) * sqrt(2): the usual MCD constant, in dB.
 _MCD_SCALE = 10.0 / math.log(10.0) * math.sqrt(2.0)
@@ -73,7 +73,7 @@ class IntelligibilityJudge:
     """
 
     def __init__(self, checkpoint: str | Path) -> None:
-        from speechlab.evaluate import load_checkpoint, restore_task
+        from speechlab.run.evaluate import load_checkpoint, restore_task
 
         task = restore_task(load_checkpoint(checkpoint))
         if not hasattr(task, "transcribe"):

@@ -13,14 +13,14 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.text import CharErrorRate
 
+from speechlab.audio.features import lengths_to_mask
 from speechlab.data.collate import Batch
-from speechlab.features import lengths_to_mask
-from speechlab.logging import log_audio, log_figure
-from speechlab.metrics import IntelligibilityJudge, mel_cepstral_distortion
 from speechlab.nn.tacotron2 import Tacotron2, Tacotron2Output, diagonal_score, guided_attention_loss
 from speechlab.nn.vocoders.griffin_lim import GriffinLimVocoder
+from speechlab.tasks.artifacts import log_audio, log_figure
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
-from speechlab.text import load_tokenizer
+from speechlab.tasks.synthesis_metrics import IntelligibilityJudge, mel_cepstral_distortion
+from speechlab.text.tokenizers import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class TTSTask(SpeechTask):
     predicted-vs-target mel images and attention images.
 
     Args:
-        frontend: :class:`speechlab.features.LogMelFrontend` with ``normalize`` global or none.
+        frontend: :class:`speechlab.audio.features.LogMelFrontend` with ``normalize`` global or none.
         model: ``(vocab_size, n_mels) -> Tacotron2`` (a Hydra ``_partial_``).
         tokenizer: the symbol set (``Tokenizer.state()``), given by the datamodule.
         vocoder: log-mel -> waveform; ``None`` = Griffin-Lim with the frontend's settings.

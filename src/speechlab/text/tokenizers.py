@@ -139,7 +139,7 @@ class PhonemeTokenizer(CharTokenizer):
 @lru_cache(maxsize=65536)
 def phonemize(text: str, voice: str = "en-us") -> str:
     """IPA phonemes of ``text`` from libespeak-ng (cached: every epoch spells the same texts)."""
-    from speechlab.data.espeak import Espeak
+    from speechlab.text.espeak import Espeak
 
     return Espeak.shared().phonemize(text, voice)
 
