@@ -28,9 +28,8 @@ import torch
 from omegaconf import OmegaConf
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
+from speechlab.checkpoint.recipe import RECIPE_KEY, load_checkpoint, restore_task
 from speechlab.decoding.ngram import build_arpa, write_lexicon
-from speechlab.run.callbacks import RECIPE_KEY
-from speechlab.run.evaluate import load_checkpoint, restore_task
 from speechlab.run.train import build_datamodule
 from speechlab.tasks.ctc import batch_references, build_ctc_decoder
 

@@ -19,7 +19,7 @@ log = logging.getLogger("speechlab")
 
 
 def _load_task(ckpt: str, device: str, decoding: dict[str, object], command: str = "transcribe"):
-    from speechlab.run.evaluate import load_checkpoint, restore_task
+    from speechlab.checkpoint.recipe import load_checkpoint, restore_task
 
     try:
         task = restore_task(load_checkpoint(ckpt))
@@ -110,8 +110,7 @@ def synthesize(args: argparse.Namespace) -> int:
     import soundfile as sf
     import torch
 
-    from speechlab.run.callbacks import RECIPE_KEY
-    from speechlab.run.evaluate import load_checkpoint, restore_task
+    from speechlab.checkpoint.recipe import RECIPE_KEY, load_checkpoint, restore_task
     from speechlab.text.normalize import TextNormalizer
 
     try:
@@ -201,8 +200,7 @@ def _checkpoint_text(ckpt: str):
     """The tokenizer of ``ckpt`` and the normalised train transcripts of its corpus."""
     from omegaconf import OmegaConf
 
-    from speechlab.run.callbacks import RECIPE_KEY
-    from speechlab.run.evaluate import load_checkpoint
+    from speechlab.checkpoint.recipe import RECIPE_KEY, load_checkpoint
     from speechlab.run.train import build_datamodule
     from speechlab.text.tokenizers import load_tokenizer
 
@@ -240,7 +238,7 @@ def average(args: argparse.Namespace) -> int:
     """Write the average of the given checkpoints' weights to ``args.output``."""
     import torch
 
-    from speechlab.checkpoint.last import average_checkpoints
+    from speechlab.checkpoint.average import average_checkpoints
 
     try:
         averaged = average_checkpoints(args.checkpoints)

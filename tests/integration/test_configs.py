@@ -7,7 +7,8 @@ import lightning as L
 import pytest
 from omegaconf import OmegaConf
 
-from speechlab.run.train import build_task, instantiate_group
+from speechlab.checkpoint.recipe import build_task
+from speechlab.run.train import instantiate_group
 from speechlab.text.tokenizers import CharTokenizer
 from tests.conftest import CONF, composed
 

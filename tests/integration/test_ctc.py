@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from speechlab.audio.io import read_audio
-from speechlab.run.evaluate import load_checkpoint
+from speechlab.checkpoint.recipe import load_checkpoint
 from speechlab.run.evaluate import run as evaluate
 from speechlab.run.train import run as train
 from tests.conftest import REPO, composed

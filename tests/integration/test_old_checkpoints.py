@@ -16,8 +16,8 @@ import lightning as L
 import pytest
 import torch
 
+from speechlab.checkpoint.recipe import load_checkpoint, restore_task
 from speechlab.cli import main as speechlab
-from speechlab.run.evaluate import load_checkpoint, restore_task
 from speechlab.run.evaluate import run as evaluate
 from tests.conftest import REPO, composed, shared_data
 

@@ -214,8 +214,8 @@ def test_every_logger_writes_what_it_should_and_a_resume_continues_the_wandb_run
 @pytest.mark.slow
 @pytest.mark.usefixtures("mini_commands")
 def test_ema_run_then_checkpoint_average_evaluates(data_dir, tmp_path):
+    from speechlab.checkpoint.recipe import load_checkpoint
     from speechlab.cli import main as speechlab
-    from speechlab.run.evaluate import load_checkpoint
     from speechlab.run.evaluate import run as evaluate
 
     run_dir = tmp_path / "ema"

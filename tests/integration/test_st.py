@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from speechlab.checkpoint.recipe import load_checkpoint
 from speechlab.corpora.embedded.mini_covost import ensure_mini_covost
-from speechlab.run.evaluate import load_checkpoint
 from speechlab.run.evaluate import run as evaluate
 from speechlab.run.train import run as train
 from tests.conftest import composed, one_torch_thread, write_tsv

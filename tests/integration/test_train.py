@@ -12,7 +12,7 @@ from pathlib import Path
 import hydra
 import pytest
 
-from speechlab.run.evaluate import load_checkpoint
+from speechlab.checkpoint.recipe import load_checkpoint
 from speechlab.run.evaluate import run as evaluate
 from speechlab.run.train import run as train
 from tests.conftest import REPO, composed

@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 from omegaconf import OmegaConf
 
+from speechlab.checkpoint.recipe import load_checkpoint, restore_task
 from speechlab.cli import main, split_sentences
-from speechlab.run.evaluate import load_checkpoint, restore_task
 from speechlab.run.evaluate import run as evaluate
 from speechlab.run.train import build_datamodule
 from speechlab.run.train import run as train

@@ -6,7 +6,7 @@ import hydra
 import pytest
 import torch
 
-from speechlab.checkpoint.last import average_checkpoints
+from speechlab.checkpoint.average import average_checkpoints
 from speechlab.data.collate import collate_examples
 from speechlab.data.loader import ResumableDataLoader
 from speechlab.data.sampler import DurationBucketSampler

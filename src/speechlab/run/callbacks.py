@@ -1,4 +1,4 @@
-"""Callbacks every run gets: the recipe inside checkpoints, and the report of skipped audio."""
+"""The callback every run gets besides the checkpoint ones: the report of skipped audio."""
 
 from __future__ import annotations
 
@@ -10,24 +10,6 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 log = logging.getLogger(__name__)
-
-RECIPE_KEY = "speechlab"
-
-
-class RecipeInCheckpoint(Callback):
-    """Store the recipe (model and data configs, task inputs such as labels) in every checkpoint.
-
-    The recipe is plain data (dicts, lists, strings, numbers), so a checkpoint restores its model
-    with ``torch.load(weights_only=True)``: loading it runs no code.
-    """
-
-    def __init__(self, recipe: dict[str, Any]) -> None:
-        self.recipe = recipe
-
-    def on_save_checkpoint(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict
-    ) -> None:
-        checkpoint[RECIPE_KEY] = self.recipe
 
 
 class SkippedAudioReport(Callback):

@@ -4,44 +4,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from speechlab.checkpoint.compat import upgrade_recipe
-from speechlab.run.callbacks import RECIPE_KEY, SkippedAudioReport
+from speechlab.checkpoint.recipe import RECIPE_KEY, load_checkpoint, restore_task
+from speechlab.run.callbacks import SkippedAudioReport
 from speechlab.run.reports import plain_metrics, print_metrics, write_metrics, write_predictions
-from speechlab.run.train import build_datamodule, build_task
+from speechlab.run.train import build_datamodule
 
 log = logging.getLogger(__name__)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a speechlab checkpoint as plain data (``weights_only=True``: no code runs)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no checkpoint at {path}; pass ckpt_path=<run dir>/checkpoints/<file>.ckpt "
-            "(train.py writes them under logs/train/runs/<timestamp>/checkpoints/)"
-        )
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if RECIPE_KEY not in checkpoint:
-        raise ValueError(
-            f"{path} holds no speechlab recipe (key {RECIPE_KEY!r}); it was not written by "
-            "speechlab's train.py, so its model and data cannot be rebuilt from it alone."
-        )
-    checkpoint[RECIPE_KEY] = upgrade_recipe(checkpoint[RECIPE_KEY])  # old module paths
-    return checkpoint
-
-
-def restore_task(checkpoint: dict[str, Any]):
-    """Rebuild the task module of ``checkpoint`` and load its weights."""
-    recipe = checkpoint[RECIPE_KEY]
-    task = build_task(recipe["model"], recipe["task_inputs"])
-    task.load_state_dict(checkpoint["state_dict"])
-    return task.eval()
 
 
 def run(cfg: DictConfig) -> dict[str, float]:

@@ -17,11 +17,11 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from speechlab import __version__
-from speechlab.checkpoint.init_from import INIT_FROM_KEY, apply_init_from, without_init_from
+from speechlab.checkpoint.init_from import INIT_FROM_KEY, apply_init_from
 from speechlab.checkpoint.last import ExactResume
+from speechlab.checkpoint.recipe import RecipeInCheckpoint, build_recipe, build_task
 from speechlab.run import resolvers  # noqa: F401  (config resolvers)
-from speechlab.run.callbacks import RecipeInCheckpoint, SkippedAudioReport
+from speechlab.run.callbacks import SkippedAudioReport
 from speechlab.run.reports import plain_metrics, print_metrics, write_metrics, write_predictions
 from speechlab.run.resume import plan_resume
 from speechlab.run.run_record import RunRecord
@@ -92,24 +92,6 @@ def gather_rows(rows: list) -> list:
             seen.add(row[0])
             unique.append(row)
     return unique
-
-
-def build_recipe(cfg: DictConfig, task_inputs: dict[str, Any]) -> dict[str, Any]:
-    """Everything a checkpoint needs to rebuild its model and data, as plain data."""
-    return {
-        "version": __version__,
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "data": OmegaConf.to_container(cfg.data, resolve=True),
-        "task_inputs": task_inputs,
-    }
-
-
-def build_task(model_cfg: DictConfig | dict[str, Any], task_inputs: dict[str, Any]) -> Any:
-    """The task module of ``model_cfg`` (minus ``init_from``, applied after) with the data's
-    ``task_inputs`` (labels or tokenizers)."""
-    if OmegaConf.is_config(model_cfg):
-        model_cfg = OmegaConf.to_container(model_cfg, resolve=True)
-    return hydra.utils.instantiate(without_init_from(model_cfg), **task_inputs)
 
 
 def hydra_job() -> tuple[bool, list[str]]:

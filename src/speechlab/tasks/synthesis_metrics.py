@@ -73,7 +73,7 @@ class IntelligibilityJudge:
     """
 
     def __init__(self, checkpoint: str | Path) -> None:
-        from speechlab.run.evaluate import load_checkpoint, restore_task
+        from speechlab.checkpoint.recipe import load_checkpoint, restore_task
 
         task = restore_task(load_checkpoint(checkpoint))
         if not hasattr(task, "transcribe"):
