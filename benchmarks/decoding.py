@@ -29,8 +29,8 @@ from omegaconf import OmegaConf
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
 from speechlab.checkpoint.recipe import RECIPE_KEY, load_checkpoint, restore_task
+from speechlab.data.datamodule import build_datamodule
 from speechlab.decoding.ngram import build_arpa, write_lexicon
-from speechlab.run.train import build_datamodule
 from speechlab.tasks.ctc import batch_references, build_ctc_decoder
 
 

@@ -33,7 +33,8 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, open_dict
 
 import speechlab.run.resolvers  # noqa: F401  (config resolvers)
-from speechlab.run.train import build_datamodule, instantiate_group
+from speechlab.data.datamodule import build_datamodule
+from speechlab.run.train import instantiate_group
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

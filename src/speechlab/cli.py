@@ -201,7 +201,7 @@ def _checkpoint_text(ckpt: str):
     from omegaconf import OmegaConf
 
     from speechlab.checkpoint.recipe import RECIPE_KEY, load_checkpoint
-    from speechlab.run.train import build_datamodule
+    from speechlab.data.datamodule import build_datamodule
     from speechlab.text.tokenizers import load_tokenizer
 
     recipe = load_checkpoint(ckpt)[RECIPE_KEY]

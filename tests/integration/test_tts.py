@@ -12,8 +12,8 @@ from omegaconf import OmegaConf
 
 from speechlab.checkpoint.recipe import load_checkpoint, restore_task
 from speechlab.cli import main, split_sentences
+from speechlab.data.datamodule import build_datamodule
 from speechlab.run.evaluate import run as evaluate
-from speechlab.run.train import build_datamodule
 from speechlab.run.train import run as train
 from tests.conftest import composed
 from tests.integration.test_ctc import best_checkpoint

@@ -9,9 +9,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from speechlab.checkpoint.recipe import RECIPE_KEY, load_checkpoint, restore_task
+from speechlab.data.datamodule import build_datamodule
 from speechlab.run.callbacks import SkippedAudioReport
 from speechlab.run.reports import plain_metrics, print_metrics, write_metrics, write_predictions
-from speechlab.run.train import build_datamodule
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from speechlab.checkpoint.init_from import INIT_FROM_KEY, apply_init_from
 from speechlab.checkpoint.last import ExactResume
 from speechlab.checkpoint.recipe import RecipeInCheckpoint, build_recipe, build_task
+from speechlab.data.datamodule import build_datamodule
 from speechlab.run import resolvers  # noqa: F401  (config resolvers)
 from speechlab.run.callbacks import SkippedAudioReport
 from speechlab.run.reports import plain_metrics, print_metrics, write_metrics, write_predictions
@@ -36,35 +36,6 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     if not group:
         return []
     return [hydra.utils.instantiate(node) for node in group.values() if node and "_target_" in node]
-
-
-def build_datamodule(
-    data_cfg: DictConfig,
-    target_field: str,
-    source_field: str | None = None,
-    lock_dir: str | Path | None = None,
-) -> L.LightningDataModule:
-    """The datamodule for ``data_cfg``, set up for the task's ``target_field`` (and
-    ``source_field``, a second text the task learns from, if any).
-
-    With ``lock_dir``, data preparation (download, generation, manifest, tokenizer) runs under a
-    file lock there, so processes started together (DDP ranks, parallel sweep jobs) prepare the
-    corpus once: the first does the work, the others then find it ready.
-    """
-    extra = {"source_field": source_field} if source_field else {}
-    datamodule = hydra.utils.instantiate(data_cfg, target_field=target_field, **extra)
-    if lock_dir is None:
-        datamodule.prepare_data()
-    else:
-        Path(lock_dir).mkdir(parents=True, exist_ok=True)
-        with (Path(lock_dir) / ".prepare.lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                datamodule.prepare_data()
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-    datamodule.setup()
-    return datamodule
 
 
 def quiet_other_ranks() -> None:
