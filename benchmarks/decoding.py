@@ -31,7 +31,8 @@ from torchmetrics.text import CharErrorRate, WordErrorRate
 from speechlab.checkpoint.recipe import RECIPE_KEY, load_checkpoint, restore_task
 from speechlab.data.datamodule import build_datamodule
 from speechlab.decoding.ngram import build_arpa, write_lexicon
-from speechlab.tasks.ctc import batch_references, build_ctc_decoder
+from speechlab.tasks.ctc import build_ctc_decoder
+from speechlab.tasks.recognition import batch_references
 
 
 def latest_checkpoint() -> Path:

@@ -9,7 +9,7 @@ import torch
 
 from speechlab.data.targets import TokenTargets
 from speechlab.data.utterance import Utterance
-from speechlab.tasks.ctc import ctc_required_frames
+from speechlab.tasks.recognition import ctc_required_frames
 from speechlab.text.tokenizers import (
     BLANK,
     CharTokenizer,

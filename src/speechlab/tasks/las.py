@@ -13,7 +13,7 @@ Token convention (see :mod:`speechlab.nn.speller`): id 0 is the CTC blank and th
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,11 +30,13 @@ from speechlab.decoding.attention import (
     beam_search,
     greedy_search,
 )
+from speechlab.nn.las import CTCHead, SpellerFactory, build_speller
 from speechlab.nn.speller import append_eos, label_smoothed_nll
 from speechlab.tasks.artifacts import log_figure, log_table
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
-from speechlab.tasks.ctc import batch_references, ctc_length_problem, encoder_frames
-from speechlab.text.tokenizers import load_tokenizer
+from speechlab.tasks.figures import attention_figure
+from speechlab.tasks.recognition import batch_references, ctc_length_problem, encoder_frames
+from speechlab.text.tokenizers import Tokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +54,6 @@ DEFAULT_DECODING: dict[str, Any] = {
     "lm_unit": "word",  # word: an LM over words; token: an LM over the tokenizer's symbols
     "lm_weight": 0.3,
 }
-
-SpellerFactory = Callable[..., nn.Module]
 
 
 @dataclass
@@ -151,28 +151,6 @@ def build_attention_decoder(
     )
 
 
-def attention_figure(weights: torch.Tensor, output_tokens: list[str], title: str):
-    """A matplotlib figure of attention ``weights`` ``(L + 1, T)`` (one row per output token)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    steps, frames = weights.shape
-    figure, axis = plt.subplots(figsize=(min(16.0, 2.0 + 0.12 * frames), 1.5 + 0.18 * steps))
-    image = axis.imshow(
-        weights.float().numpy(), aspect="auto", origin="lower", interpolation="nearest"
-    )
-    axis.set_xlabel("encoder frame")
-    axis.set_ylabel("output token")
-    if steps <= 80:
-        axis.set_yticks(range(steps))
-        axis.set_yticklabels(output_tokens, fontsize=7)
-    axis.set_title(title, fontsize=9)
-    figure.colorbar(image, ax=axis, fraction=0.03, pad=0.02)
-    return figure
-
-
 class LASTask(SpeechTask):
     """Frontend -> encoder ``(B, T', D)`` -> attention speller (+ CTC head) -> tokens.
 
@@ -198,13 +176,8 @@ class LASTask(SpeechTask):
         tokenizer: a saved tokenizer (``Tokenizer.state()``), given by the datamodule.
         optimizer, scheduler, augment: see :class:`SpeechTask`.
         ctc_weight: weight ``lambda`` in ``[0, 1)`` of the CTC loss; 0 drops the CTC head.
-        source_tokenizer: a saved tokenizer of a source text (``Batch.sources``) that the CTC
-            head learns instead of the targets (speech translation: the source transcript).
-            The CTC head then cannot score target prefixes, so decoding is attention only.
         ctc_upsampling: CTC frames per encoder frame: the head predicts this many token
-            distributions per frame. CTC needs a frame per label (plus one between repeated
-            labels), which a heavily subsampled encoder (8x: 80 ms frames) does not have for
-            fast speech; 2 gives 40 ms CTC frames there.
+            distributions per frame (see :class:`speechlab.nn.las.CTCHead`).
         label_smoothing: of the attention cross-entropy.
         sampling_rate: scheduled-sampling probability (after the ramp).
         sampling_ramp_epochs: epochs over which the rate grows linearly from 0 (0: constant).
@@ -227,7 +200,6 @@ class LASTask(SpeechTask):
         scheduler: SchedulerFactory | None = None,
         augment: nn.Module | None = None,
         ctc_weight: float = 0.3,
-        source_tokenizer: Mapping[str, Any] | None = None,
         ctc_upsampling: int = 1,
         label_smoothing: float = 0.1,
         sampling_rate: float = 0.1,
@@ -246,15 +218,12 @@ class LASTask(SpeechTask):
         if not 0.0 <= sampling_rate <= 1.0:
             raise ValueError(f"sampling_rate must be in [0, 1], got {sampling_rate}")
         self.tokenizer = load_tokenizer(tokenizer)
-        self.source_tokenizer = load_tokenizer(source_tokenizer) if source_tokenizer else None
-        vocab_size = self.tokenizer.vocab_size
-        ctc_vocab_size = (self.source_tokenizer or self.tokenizer).vocab_size
         self.encoder = encoder
-        self.speller = _build_speller(speller, vocab_size, encoder.output_dim)
+        self.speller = build_speller(speller, self.tokenizer.vocab_size, encoder.output_dim)
         self.ctc_weight = float(ctc_weight)
         self.ctc_upsampling = int(ctc_upsampling)
         self.ctc_head = (
-            nn.Linear(encoder.output_dim, ctc_vocab_size * self.ctc_upsampling)
+            CTCHead(encoder.output_dim, self.ctc_tokenizer.vocab_size, self.ctc_upsampling)
             if self.ctc_weight > 0
             else None
         )
@@ -270,6 +239,20 @@ class LASTask(SpeechTask):
         self.samples: list[tuple[str, ...]] = []
         self.predictions: list[tuple[str, ...]] = []
         self._alignment: tuple[torch.Tensor, list[str], str] | None = None
+
+    @property
+    def ctc_tokenizer(self) -> Tokenizer:
+        """The tokenizer of what the CTC head spells: the targets' here."""
+        return self.tokenizer
+
+    def _ctc_targets(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The padded token ids ``(B, L)`` and lengths ``(B,)`` the CTC head learns."""
+        assert batch.target_lengths is not None
+        return batch.targets, batch.target_lengths
+
+    def _no_ctc_scores(self) -> str | None:
+        """Why decoding cannot use CTC prefix scores of the targets, or ``None`` if it can."""
+        return "this model has no CTC head" if self.ctc_head is None else None
 
     def _init_metrics(self) -> None:
         """The metric modules of validation and test (WER and CER here)."""
@@ -298,12 +281,8 @@ class LASTask(SpeechTask):
         encoded, encoded_lengths = self.encoder(features, lengths)
         if self.ctc_head is None:
             return encoded, encoded_lengths, None, None
-        logits = self.ctc_head(encoded)
-        batch, frames, _ = logits.shape
-        logits = logits.reshape(batch, frames * self.ctc_upsampling, -1)
-        with torch.autocast(device_type=logits.device.type, enabled=False):
-            log_probs = logits.float().log_softmax(dim=-1)
-        return encoded, encoded_lengths, log_probs, encoded_lengths * self.ctc_upsampling
+        log_probs, ctc_lengths = self.ctc_head(encoded, encoded_lengths)
+        return encoded, encoded_lengths, log_probs, ctc_lengths
 
     def forward(
         self,
@@ -334,8 +313,8 @@ class LASTask(SpeechTask):
         return encoder_frames(self.frontend, self.encoder, num_samples)
 
     def check_example(self, num_samples: int, target: torch.Tensor) -> str | None:
-        if self.ctc_head is None or self.source_tokenizer is not None:
-            return None  # CTC on the source: zero_infinity drops the rare impossible one
+        if self.ctc_head is None:
+            return None
         return ctc_length_problem(self.output_frames(num_samples) * self.ctc_upsampling, target)
 
     @property
@@ -359,11 +338,9 @@ class LASTask(SpeechTask):
         """The test/transcribe decoder built from :attr:`decoding` (its LM loaded once)."""
         if self._decoder is None:
             decoding = dict(self.decoding)
-            if self.ctc_head is None and decoding.get("ctc_weight"):
-                log.info("model.decoding.ctc_weight ignored: this model has no CTC head")
-                decoding["ctc_weight"] = 0.0
-            if self.source_tokenizer is not None and decoding.get("ctc_weight"):
-                log.info("model.decoding.ctc_weight ignored: the CTC head spells the source")
+            why = self._no_ctc_scores()
+            if why and decoding.get("ctc_weight"):
+                log.info("model.decoding.ctc_weight ignored: %s", why)
                 decoding["ctc_weight"] = 0.0
             self._decoder = build_attention_decoder(
                 decoding, self.tokenizer.tokens, self.tokenizer.word_delimiter
@@ -414,15 +391,7 @@ class LASTask(SpeechTask):
         loss = attention_loss
         if outputs["ctc_log_probs"] is not None:
             log_probs = outputs["ctc_log_probs"]
-            ctc_targets, ctc_target_lengths = batch.targets, batch.target_lengths
-            if self.source_tokenizer is not None:
-                if batch.sources is None:
-                    raise ValueError(
-                        "this model's CTC head learns the source text, but the batch has no "
-                        "sources; build the datamodule with source_field='text' (train.py does "
-                        "for a task with source_field)"
-                    )
-                ctc_targets, ctc_target_lengths = batch.sources, batch.source_lengths
+            ctc_targets, ctc_target_lengths = self._ctc_targets(batch)
             with torch.autocast(device_type=log_probs.device.type, enabled=False):
                 ctc_loss = F.ctc_loss(
                     log_probs.transpose(0, 1),
@@ -526,16 +495,3 @@ class LASTask(SpeechTask):
         value = gradient_clip_val if gradient_clip_val is not None else self.gradient_clip
         if value:
             self.clip_gradients(optimizer, value, gradient_clip_algorithm)
-
-
-def _build_speller(
-    speller: SpellerFactory | Mapping[str, Any] | nn.Module, vocab_size: int, encoder_dim: int
-) -> nn.Module:
-    """The speller for ``vocab_size`` tokens over ``encoder_dim``-wide encoder frames."""
-    if isinstance(speller, nn.Module):
-        return speller
-    if isinstance(speller, Mapping) or hasattr(speller, "_target_"):
-        import hydra
-
-        return hydra.utils.instantiate(speller, vocab_size=vocab_size, encoder_dim=encoder_dim)
-    return speller(vocab_size=vocab_size, encoder_dim=encoder_dim)
