@@ -59,6 +59,7 @@ def test_too_short_for_the_label_is_dropped_and_counted(tmp_path: Path) -> None:
         encoder=LSTMEncoder(40, hidden_size=16, num_layers=1),
         tokenizer=inputs["tokenizer"],
         optimizer=lambda params: torch.optim.SGD(params, lr=0.1),
+        decoding={"kind": "greedy"},
     )
     assert task.output_frames(8000) == 13
 

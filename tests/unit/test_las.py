@@ -12,16 +12,14 @@ import torch.nn.functional as F
 
 from speechlab.audio.features import lengths_to_mask
 from speechlab.decoding.attention import (
-    ArpaLM,
-    CTCPrefixScorer,
-    TokenNGramLM,
-    WordNGramLM,
     beam_search,
     beam_search_hypotheses,
     greedy_search,
     max_output_lengths,
     score_hypotheses,
 )
+from speechlab.decoding.ctc_prefix import CTCPrefixScorer
+from speechlab.decoding.fusion import ArpaLM, TokenNGramLM, WordNGramLM
 from speechlab.decoding.ngram import build_arpa, spell_sentences
 from speechlab.nn.attention import AdditiveAttention, LocationAwareAttention
 from speechlab.nn.encoders.pyramidal_lstm import PyramidalLSTMEncoder

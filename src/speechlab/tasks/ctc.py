@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -11,36 +11,11 @@ from torch import nn
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
 from speechlab.data.collate import Batch
+from speechlab.decoding.build import TextDecoder, build_ctc_decoder
 from speechlab.tasks.artifacts import log_table
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
 from speechlab.tasks.recognition import batch_references, ctc_length_problem, encoder_frames
-from speechlab.text.tokenizers import Tokenizer, load_tokenizer
-
-# (log_probs (B, T, V), lengths (B,)) -> B texts
-TextDecoder = Callable[[torch.Tensor, torch.Tensor], list[str]]
-DECODING_KINDS = ("greedy", "beam")
-
-
-def build_ctc_decoder(decoding: Mapping[str, Any], tokenizer: Tokenizer) -> TextDecoder:
-    """``{kind: greedy}`` or ``{kind: beam, beam_size, lexicon, lm, lm_weight, word_score, ...}``
-    -> ``(log_probs (B, T, V), lengths (B,)) -> texts``. With a lexicon, the text is the beam's
-    words (a word cut off at the end of the audio is not spelled out)."""
-    from speechlab.decoding.ctc import BeamSearchCTCDecoder, GreedyCTCDecoder
-
-    options = dict(decoding)
-    kind = options.pop("kind", "greedy")
-    if kind == "greedy":
-        greedy = GreedyCTCDecoder(blank=0)
-        return lambda log_probs, lengths: [tokenizer.decode(i) for i in greedy(log_probs, lengths)]
-    if kind != "beam":
-        raise ValueError(f"model.decoding.kind must be one of {DECODING_KINDS}, got {kind!r}")
-    options.setdefault("word_delimiter", tokenizer.word_delimiter)
-    beam = BeamSearchCTCDecoder(tokens=tokenizer.tokens, blank=0, **options)
-    if options.get("lexicon"):
-        return lambda log_probs, lengths: [
-            " ".join(hyp.words) for hyp in beam.decode(log_probs, lengths)
-        ]
-    return lambda log_probs, lengths: [tokenizer.decode(i) for i in beam(log_probs, lengths)]
+from speechlab.text.tokenizers import load_tokenizer
 
 
 class CTCTask(SpeechTask):
@@ -53,7 +28,9 @@ class CTCTask(SpeechTask):
 
     Args:
         tokenizer: a saved tokenizer (``Tokenizer.state()``), given by the datamodule.
-        decoding: decoder options, see :func:`build_ctc_decoder`.
+        decoding: decoder options (``kind`` and, for beam search, the arguments of
+            :class:`speechlab.decoding.ctc.BeamSearchCTCDecoder`); the model config gives them,
+            see :func:`speechlab.decoding.build.build_ctc_decoder`.
         num_logged_samples: reference/hypothesis pairs logged per validation epoch.
     """
 
@@ -67,7 +44,8 @@ class CTCTask(SpeechTask):
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         augment: nn.Module | None = None,
-        decoding: Mapping[str, Any] | None = None,
+        *,
+        decoding: Mapping[str, Any],
         num_logged_samples: int = 8,
         monitor: str = "val/cer",
         monitor_mode: str = "min",
@@ -76,7 +54,7 @@ class CTCTask(SpeechTask):
         self.tokenizer = load_tokenizer(tokenizer)
         self.encoder = encoder
         self.head = nn.Linear(encoder.output_dim, self.tokenizer.vocab_size)
-        self.decoding = dict(decoding or {"kind": "greedy"})
+        self.decoding = dict(decoding)
         self.num_logged_samples = num_logged_samples
         self._decoder: TextDecoder | None = None
         self._greedy = build_ctc_decoder({"kind": "greedy"}, self.tokenizer)

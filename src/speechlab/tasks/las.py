@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,13 +22,7 @@ from torch import nn
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
 from speechlab.data.collate import Batch
-from speechlab.decoding.attention import (
-    FusionLM,
-    TokenNGramLM,
-    WordNGramLM,
-    beam_search,
-    greedy_search,
-)
+from speechlab.decoding.build import AttentionDecoder, build_attention_decoder
 from speechlab.nn.las import CTCHead, SpellerFactory, build_speller
 from speechlab.nn.speller import append_eos, label_smoothed_nll
 from speechlab.tasks.artifacts import log_figure, log_table
@@ -39,116 +32,6 @@ from speechlab.tasks.recognition import batch_references, ctc_length_problem, en
 from speechlab.text.tokenizers import Tokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
-
-DECODING_KINDS = ("greedy", "beam")
-LM_UNITS = ("word", "token")
-DEFAULT_DECODING: dict[str, Any] = {
-    "kind": "beam",  # greedy | beam
-    "beam_size": 5,
-    "ctc_weight": 0.3,  # weight of the CTC prefix score in beam search (needs the CTC head)
-    "length_penalty": 0.0,  # rank finished hypotheses by score / (tokens + 1) ** length_penalty
-    "max_length_ratio": 2.0,  # most output tokens per encoder frame (and per CTC frame)
-    "max_length": 256,  # absolute cap on output tokens
-    "ctc_pre_beam": None,  # CTC-score only this many candidates per hypothesis (None: all)
-    "lm": None,  # ARPA n-gram file for shallow fusion (see `speechlab build-lm`)
-    "lm_unit": "word",  # word: an LM over words; token: an LM over the tokenizer's symbols
-    "lm_weight": 0.3,
-}
-
-
-@dataclass
-class AttentionDecoder:
-    """Decoding options, bound to an LM if any: call it with the speller and encoder output.
-
-    ``kind="greedy"`` runs :func:`greedy_search` (no CTC, no LM); ``kind="beam"`` runs the
-    batched :func:`beam_search` with joint CTC scoring (``ctc_weight > 0`` and CTC
-    log-probabilities given) and shallow fusion with ``lm`` (``lm_weight``).
-    """
-
-    kind: str = "beam"
-    beam_size: int = 5
-    ctc_weight: float = 0.3
-    length_penalty: float = 0.0
-    max_length_ratio: float = 2.0
-    max_length: int = 256
-    ctc_pre_beam: int | None = None
-    lm: FusionLM | None = None
-    lm_weight: float = 0.0
-
-    def __call__(
-        self,
-        speller: nn.Module,
-        encoded: torch.Tensor,
-        encoded_lengths: torch.Tensor,
-        ctc_log_probs: torch.Tensor | None = None,
-        ctc_lengths: torch.Tensor | None = None,
-    ) -> list[list[int]]:
-        """Token ids (no ``<eos>``) of the ``B`` utterances of ``encoded`` ``(B, T, D)``."""
-        if self.kind == "greedy":
-            return greedy_search(
-                speller, encoded, encoded_lengths, self.max_length_ratio, self.max_length
-            )
-        ctc_weight = self.ctc_weight if ctc_log_probs is not None else 0.0
-        return beam_search(
-            speller,
-            encoded,
-            encoded_lengths,
-            beam_size=self.beam_size,
-            max_length_ratio=self.max_length_ratio,
-            max_length=self.max_length,
-            length_penalty=self.length_penalty,
-            ctc_weight=ctc_weight,
-            ctc_log_probs=ctc_log_probs if ctc_weight > 0 else None,
-            ctc_lengths=ctc_lengths,
-            lm=self.lm,
-            lm_weight=self.lm_weight if self.lm is not None else 0.0,
-            ctc_pre_beam=self.ctc_pre_beam,
-        )
-
-
-def build_attention_decoder(
-    decoding: Mapping[str, Any], tokens: list[str], word_delimiter: str | None
-) -> AttentionDecoder:
-    """``{kind, beam_size, ctc_weight, length_penalty, max_length_ratio, max_length,
-    ctc_pre_beam, lm, lm_unit, lm_weight}`` (see :data:`DEFAULT_DECODING`) -> a decoder."""
-    options = {**DEFAULT_DECODING, **decoding}
-    unknown = sorted(set(options) - set(DEFAULT_DECODING))
-    if unknown:
-        raise ValueError(
-            f"unknown LAS decoding option(s) {unknown}; the options are "
-            f"{sorted(DEFAULT_DECODING)} (attention decoding takes no lexicon: a word LM "
-            "scores each word as the speller completes it)"
-        )
-    kind = options["kind"]
-    if kind not in DECODING_KINDS:
-        raise ValueError(f"model.decoding.kind must be one of {DECODING_KINDS}, got {kind!r}")
-    unit = options["lm_unit"]
-    if unit not in LM_UNITS:
-        raise ValueError(f"model.decoding.lm_unit must be one of {LM_UNITS}, got {unit!r}")
-    if not 0.0 <= float(options["ctc_weight"]) <= 1.0:
-        raise ValueError(
-            f"model.decoding.ctc_weight must be in [0, 1], got {options['ctc_weight']}"
-        )
-    lm: FusionLM | None = None
-    if options["lm"] and kind == "beam":
-        if unit == "token":
-            lm = TokenNGramLM(options["lm"], tokens)
-        else:
-            lm = WordNGramLM(options["lm"], tokens, word_delimiter=word_delimiter)
-    elif options["lm"]:
-        log.warning("model.decoding.lm is only used by beam search (kind=beam); greedy ignores it")
-    pre_beam = options["ctc_pre_beam"]
-    return AttentionDecoder(
-        kind=kind,
-        beam_size=int(options["beam_size"]),
-        ctc_weight=float(options["ctc_weight"]),
-        length_penalty=float(options["length_penalty"]),
-        max_length_ratio=float(options["max_length_ratio"]),
-        max_length=int(options["max_length"]),
-        ctc_pre_beam=None if pre_beam is None else int(pre_beam),
-        lm=lm,
-        lm_weight=float(options["lm_weight"]),
-    )
 
 
 class LASTask(SpeechTask):
@@ -182,7 +65,8 @@ class LASTask(SpeechTask):
         sampling_rate: scheduled-sampling probability (after the ramp).
         sampling_ramp_epochs: epochs over which the rate grows linearly from 0 (0: constant).
         gradient_clip: gradient-norm clipping when the trainer sets none (``None``: no clipping).
-        decoding: options of test/transcribe decoding, see :data:`DEFAULT_DECODING`.
+        decoding: options of test/transcribe decoding: every option of
+            :data:`speechlab.decoding.build.ATTENTION_OPTIONS` (the model config gives them).
         num_logged_samples: reference/hypothesis pairs logged per validation epoch.
         monitor, monitor_mode: see :class:`SpeechTask`.
     """
@@ -205,7 +89,8 @@ class LASTask(SpeechTask):
         sampling_rate: float = 0.1,
         sampling_ramp_epochs: int = 0,
         gradient_clip: float | None = 5.0,
-        decoding: Mapping[str, Any] | None = None,
+        *,
+        decoding: Mapping[str, Any],
         num_logged_samples: int = 8,
         monitor: str = "val/cer",
         monitor_mode: str = "min",
@@ -232,7 +117,7 @@ class LASTask(SpeechTask):
         self.sampling_ramp_epochs = sampling_ramp_epochs
         self.gradient_clip = gradient_clip
         self.num_logged_samples = num_logged_samples
-        self.decoding: dict[str, Any] = {**DEFAULT_DECODING, **(decoding or {})}
+        self.decoding: dict[str, Any] = dict(decoding)
         self._decoder: AttentionDecoder | None = None
         build_attention_decoder({**self.decoding, "lm": None}, [], None)  # check the options
         self._init_metrics()
@@ -349,11 +234,7 @@ class LASTask(SpeechTask):
 
     def _greedy(self) -> AttentionDecoder:
         """Greedy search within the length limits of :attr:`decoding` (validation)."""
-        return AttentionDecoder(
-            kind="greedy",
-            max_length_ratio=float(self.decoding["max_length_ratio"]),
-            max_length=int(self.decoding["max_length"]),
-        )
+        return build_attention_decoder({**self.decoding, "kind": "greedy", "lm": None}, [], None)
 
     def _decode(
         self,
