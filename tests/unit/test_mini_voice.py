@@ -14,7 +14,12 @@ import soundfile as sf
 
 from speechlab.audio.io import read_audio
 from speechlab.corpora.common_voice import OFFICIAL_COLUMNS, CommonVoiceReader
-from speechlab.corpora.embedded.mini_commands import FEMALE_VARIANTS, LANGUAGES, MALE_VARIANTS
+from speechlab.corpora.embedded.common import (
+    FEMALE_VARIANTS,
+    LANGUAGES,
+    MALE_VARIANTS,
+    vocabulary,
+)
 from speechlab.corpora.embedded.mini_voice import (
     MARKER_NAME,
     SAMPLE_RATE,
@@ -24,7 +29,6 @@ from speechlab.corpora.embedded.mini_voice import (
     plan_clips,
     plan_sentences,
     plan_speakers,
-    vocabulary,
 )
 from speechlab.data.reader import SPLITS, ScanReport
 from tests.conftest import composed

@@ -10,13 +10,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from speechlab.corpora.embedded.common import FEMALE_VARIANTS, LANGUAGES, MALE_VARIANTS
 from speechlab.corpora.embedded.mini_commands import (
     BACKGROUND_DIR,
     COMMAND_WORDS,
     DEFAULT_WORDS,
-    FEMALE_VARIANTS,
-    LANGUAGES,
-    MALE_VARIANTS,
     MiniCommandsParams,
     ensure_mini_commands,
     generate_mini_commands,

@@ -20,16 +20,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import json
 import logging
 import os
 import re
-import shutil
 import time
-import uuid
 import wave
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +33,18 @@ import numpy as np
 import torch
 
 from speechlab.audio.io import resample
+from speechlab.corpora.embedded.common import (
+    FEMALE_VARIANTS,
+    LANGUAGES,
+    MALE_VARIANTS,
+    NOISES,
+    Speaker,
+    check_params,
+    ensure_generated,
+    stable_id,
+    trim,
+    write_marker,
+)
 from speechlab.text.espeak import Espeak, Voice
 
 log = logging.getLogger(__name__)
@@ -55,23 +63,6 @@ AUXILIARY_WORDS = (
 )  # fmt: skip
 SPEECH_COMMANDS_V2_WORDS = COMMAND_WORDS + AUXILIARY_WORDS
 DEFAULT_WORDS = COMMAND_WORDS + AUXILIARY_WORDS[:15]
-
-# English language voices of the wheel and human-sounding variants (robotic, whispered and
-# libc-rand-driven ones are left out).
-LANGUAGES = (
-    "en-us", "en-us-nyc", "en", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan",
-    "en-gb-x-gbcwmd", "en-029",
-)  # fmt: skip
-FEMALE_VARIANTS = (
-    "f1", "f2", "f3", "f4", "f5", "Alicia", "Andrea", "Annie", "anika", "aunty", "belinda",
-    "grandma", "linda", "shelby", "steph", "zac",
-)  # fmt: skip
-MALE_VARIANTS = (
-    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "Andy", "Lee", "Denis", "Diogo", "Hugo",
-    "Mario", "Michael", "Mike", "antonio", "gustave", "grandpa", "ian", "john", "marcelo",
-    "michel", "norbert", "paul", "quincy", "rob", "robert", "sandro", "travis", "victor",
-    "klatt", "klatt2", "klatt3",
-)  # fmt: skip
 
 _MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # the constant of TensorFlow's speech_commands input_data
 
@@ -135,18 +126,6 @@ class MiniCommandsParams:
         return {**dataclasses.asdict(self), "words": list(self.words), "snr_db": list(self.snr_db)}
 
 
-@dataclass(frozen=True)
-class Speaker:
-    """A synthetic speaker: an id, its split, a voice and base prosody (espeak units)."""
-
-    id: str
-    split: str
-    voice: Voice
-    rate: int  # words per minute
-    pitch: int  # 0-100
-    pitch_range: int  # 0-100
-
-
 def plan_speakers(params: MiniCommandsParams) -> list[Speaker]:
     """Draw speaker ids filling ~10%/10% validation/test quotas (>= 1 each), then give voices."""
     rng = np.random.default_rng([params.seed, 0x5BEA])
@@ -188,62 +167,6 @@ def plan_speakers(params: MiniCommandsParams) -> list[Speaker]:
     return speakers
 
 
-# Noise: each generator takes (rng, n, sample_rate) and returns a (n,) float64 signal with unit RMS.
-
-NoiseGenerator = Callable[..., np.ndarray]
-
-
-def _shaped_noise(
-    rng: np.random.Generator,
-    n: int,
-    gain: Callable[[np.ndarray], np.ndarray],
-    sample_rate: int = SAMPLE_RATE,
-) -> np.ndarray:
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    frequencies = np.fft.rfftfreq(n, d=1.0 / sample_rate)
-    signal = np.fft.irfft(spectrum * gain(np.maximum(frequencies, 1.0)), n)
-    return signal / (np.sqrt(np.mean(signal**2)) + 1e-12)
-
-
-def _colored(exponent: float) -> NoiseGenerator:
-    """Power ~ 1/f**exponent above 20 Hz: 0 white, 1 pink, 2 brown."""
-
-    def noise(rng: np.random.Generator, n: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-        return _shaped_noise(rng, n, lambda f: (f >= 20.0) * f ** (-exponent / 2), sample_rate)
-
-    return noise
-
-
-def _mains_hum(rng: np.random.Generator, n: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    t = np.arange(n) / sample_rate
-    f0 = rng.choice([50.0, 60.0]) * rng.uniform(0.995, 1.005)
-    hum = sum(
-        np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 2 * np.pi)) / k**1.2 for k in range(1, 9)
-    )
-    hum = hum / np.sqrt(np.mean(hum**2)) + 0.1 * _colored(1.0)(rng, n, sample_rate)
-    return hum / np.sqrt(np.mean(hum**2))
-
-
-def _running_tap(rng: np.random.Generator, n: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Band-passed hiss (about 0.5-6 kHz) with a fast random amplitude flutter."""
-    hiss = _shaped_noise(
-        rng, n, lambda f: np.exp(-0.5 * (np.log(f / 1800.0) / 0.9) ** 2), sample_rate
-    )
-    flutter = _shaped_noise(rng, n, lambda f: (f < 12.0).astype(float), sample_rate)
-    tap = hiss * np.clip(1.0 + 0.35 * flutter, 0.2, None)
-    return tap / np.sqrt(np.mean(tap**2))
-
-
-#: ``kind -> generator(rng, n, sample_rate=16000)``.
-NOISES: dict[str, NoiseGenerator] = {
-    "white_noise": _colored(0.0),
-    "pink_noise": _colored(1.0),
-    "brown_noise": _colored(2.0),
-    "mains_hum": _mains_hum,
-    "running_tap": _running_tap,
-}
-
-
 def _write_wav(path: Path, samples: np.ndarray) -> None:
     """Write ``(T,)`` float samples in [-1, 1] as 16 kHz 16-bit PCM mono."""
     pcm = np.clip(np.round(samples * 32767.0), -32768, 32767).astype("<i2")
@@ -253,14 +176,6 @@ def _write_wav(path: Path, samples: np.ndarray) -> None:
         f.setsampwidth(2)
         f.setframerate(SAMPLE_RATE)
         f.writeframes(pcm.tobytes())
-
-
-def _trim(samples: np.ndarray, floor_db: float = -45.0, margin: int = 110) -> np.ndarray:
-    """Cut leading and trailing silence below ``floor_db`` re the peak, keeping ``margin`` samples."""
-    loud = np.flatnonzero(np.abs(samples) > np.abs(samples).max() * 10 ** (floor_db / 20))
-    if loud.size == 0:
-        raise RuntimeError("espeak-ng returned silence")
-    return samples[max(0, loud[0] - margin) : loud[-1] + 1 + margin]
 
 
 def _speak(engine: Espeak, speaker: Speaker, word: str, rng: np.random.Generator) -> np.ndarray:
@@ -273,7 +188,7 @@ def _speak(engine: Espeak, speaker: Speaker, word: str, rng: np.random.Generator
     limit = int(0.95 * CLIP_SAMPLES)
     for _ in range(6):
         # volume 60 keeps espeak's own overflow AGC (whose state would carry over) out of play.
-        audio = _trim(engine.synthesize(text, speaker.voice, rate, pitch, pitch_range, 60, seed))
+        audio = trim(engine.synthesize(text, speaker.voice, rate, pitch, pitch_range, 60, seed))
         audio = resample(torch.from_numpy(audio), engine.sample_rate, SAMPLE_RATE).double().numpy()
         if len(audio) <= limit:
             fade = np.minimum(1.0, np.arange(len(audio)) / 32.0)
@@ -296,7 +211,7 @@ def _clip(
     offset = int(rng.integers(0, CLIP_SAMPLES - len(speech) + 1))
     clip[offset : offset + len(speech)] = speech
     speech_rms = np.sqrt(np.mean(speech**2))
-    noise = NOISES[str(rng.choice(list(NOISES)))](rng, CLIP_SAMPLES)
+    noise = NOISES[str(rng.choice(list(NOISES)))](rng, CLIP_SAMPLES, SAMPLE_RATE)
     clip += noise * speech_rms / 10 ** (rng.uniform(*snr_db) / 20)
     peak = np.abs(clip).max()
     return clip * (0.95 / peak) if peak > 0.95 else clip
@@ -312,10 +227,6 @@ def _single_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-def _stable_id(text: str) -> int:
-    return zlib.crc32(text.encode("utf-8"))
 
 
 def _marker_record(params: MiniCommandsParams, espeak_version: str) -> dict:
@@ -368,7 +279,7 @@ def _write_clips(root: Path, params: MiniCommandsParams, speakers: list[Speaker]
                 version = engine.version
                 for word in params.words:
                     for n in range(params.repetitions):
-                        seeds = [params.seed, _stable_id(speaker.id), _stable_id(word), n]
+                        seeds = [params.seed, stable_id(speaker.id), stable_id(word), n]
                         clip = _clip(
                             engine, speaker, word, np.random.default_rng(seeds), params.snr_db
                         )
@@ -380,7 +291,7 @@ def _write_background(root: Path, params: MiniCommandsParams) -> None:
     """Write one ``noise_seconds`` recording per kind of :data:`NOISES` at -26..-18 dBFS RMS."""
     for k, (kind, make) in enumerate(NOISES.items()):
         rng = np.random.default_rng([params.seed, 0xB6, k])
-        noise = make(rng, int(params.noise_seconds * SAMPLE_RATE))
+        noise = make(rng, int(params.noise_seconds * SAMPLE_RATE), SAMPLE_RATE)
         noise *= 10 ** (rng.uniform(-26.0, -18.0) / 20)
         _write_wav(root / BACKGROUND_DIR / f"{kind}.wav", np.clip(noise, -0.99, 0.99))
 
@@ -432,95 +343,9 @@ def generate_mini_commands(
     _write_background(root, params)
     _write_lists(root, params, speakers)
     (root / "README.md").write_text(_readme(params, speakers, version), encoding="utf-8")
-    write_marker(root, _marker_record(params, version))
+    write_marker(root, _marker_record(params, version), MARKER_NAME)
     log.info("mini Speech Commands: %d clips in %.1f s", clips, time.perf_counter() - started)
     return root
-
-
-def write_marker(root: Path, record: dict, marker_name: str = MARKER_NAME) -> None:
-    """Record what generated ``root`` (read back by :func:`ensure_generated`)."""
-    (root / marker_name).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-
-
-def _read_marker(root: Path, marker_name: str = MARKER_NAME) -> dict | None:
-    try:
-        return json.loads((root / marker_name).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-@contextlib.contextmanager
-def _directory_lock(root: Path) -> Iterator[None]:
-    """Serialise generators of one ``root`` across processes (no-op where flock is missing)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        yield
-        return
-    with (root.parent / f".{root.name}.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def ensure_generated(
-    root: str | Path,
-    record: dict,
-    generate: Callable[[Path], object],
-    marker_name: str,
-    corpus: str,
-) -> Path:
-    """Return ``root`` holding a generated corpus whose marker file equals ``record``.
-
-    Under a lock beside ``root``: reuse ``root`` when ``root/<marker_name>`` holds ``record``;
-    otherwise call ``generate(directory)`` on a temporary sibling (it must write the marker
-    last) and swap it in by renaming, so an interrupted run never leaves a corpus that looks
-    complete. A non-empty ``root`` without the marker is refused. ``corpus`` names the corpus in
-    messages.
-    """
-    root = Path(root).absolute()
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with _directory_lock(root):
-        existing = _read_marker(root, marker_name)
-        if existing == record:
-            return root
-        if existing is None and root.exists() and any(root.iterdir()):
-            raise FileExistsError(
-                f"{corpus}: {root} exists but has no {marker_name}, so it was not generated "
-                "here (or a direct generate run was cut off); point root at another directory "
-                "or delete this one"
-            )
-        for pattern in (f".{root.name}.partial-*", f".{root.name}.stale-*"):
-            for leftover in root.parent.glob(pattern):  # from runs that were killed
-                shutil.rmtree(leftover, ignore_errors=True)
-        partial = root.parent / f".{root.name}.partial-{uuid.uuid4().hex[:8]}"
-        stale = root.parent / f".{root.name}.stale-{uuid.uuid4().hex[:8]}"
-        try:
-            generate(partial)
-            if _read_marker(partial, marker_name) != record:
-                raise RuntimeError(
-                    f"{corpus}: the generator did not write the expected {marker_name} into "
-                    f"{partial}; this is a bug in the generator"
-                )
-            if root.exists():
-                root.rename(stale)
-            partial.rename(root)
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
-            shutil.rmtree(stale, ignore_errors=True)
-    return root
-
-
-def check_params(function: str, params: dict, known: Iterable[str]) -> None:
-    """Raise :class:`TypeError` naming the keys of ``params`` outside ``known``."""
-    known = set(known)
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise TypeError(
-            f"{function}: unknown parameters {unknown}; expected some of {sorted(known)}"
-        )
 
 
 def ensure_mini_commands(root: str | Path, seed: int = 0, **params: object) -> Path:

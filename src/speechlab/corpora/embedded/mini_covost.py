@@ -14,9 +14,9 @@ reads it as is:
 The grammar is compositional: subject, verb, object (a noun with an optional colour, which
 French puts after the noun and English before it), and an optional time or place. Test and dev
 sentences are new combinations of phrases that all occur in train; the splits share no sentence
-and no speaker. Speakers and audio are made as in :mod:`speechlab.corpora.embedded.mini_voice` (voice
-variant, rate, pitch, lead-in, tail, noise). Byte-identical for a seed (on one machine and
-library build).
+and no speaker. Speakers and audio are made as for mini_voice, by
+:mod:`speechlab.corpora.embedded.common` (voice variant, rate, pitch, lead-in, tail, noise).
+Byte-identical for a seed (on one machine and library build).
 """
 
 from __future__ import annotations
@@ -29,23 +29,22 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import soundfile as sf
 
-from speechlab.corpora.embedded.mini_commands import (
+from speechlab.corpora.embedded.common import (
+    ESPEAK_RATE,
     FEMALE_VARIANTS,
     MALE_VARIANTS,
+    Clip,
     Speaker,
     check_params,
     ensure_generated,
-    write_marker,
-)
-from speechlab.corpora.embedded.mini_voice import (
-    SAMPLE_RATE,
-    Clip,
-    _render_speaker,
+    render_speaker,
     write_clip_durations,
+    write_marker,
 )
 from speechlab.text.espeak import Espeak, Voice
 
@@ -162,9 +161,7 @@ class PairClip(Clip):
 
     translation: str = ""
 
-    @property
-    def name(self) -> str:
-        return f"common_voice_{SOURCE_LANG}_{self.number}.mp3"
+    locale: ClassVar[str] = SOURCE_LANG
 
 
 def plan_pairs(params: MiniCovostParams) -> dict[str, list[tuple[str, str]]]:
@@ -316,9 +313,13 @@ def generate_mini_covost(
     (locale / "clips").mkdir(parents=True)
     jobs = [[c for c in clips if c.speaker == s] for s in speakers]
     with ThreadPoolExecutor(max_workers=max(1, workers or min(4, os.cpu_count() or 1))) as pool:
-        results = list(pool.map(lambda job: _render_speaker(locale / "clips", job, params), jobs))
+        results = list(
+            pool.map(
+                lambda job: render_speaker(locale / "clips", job, params.seed, params.snr_db), jobs
+            )
+        )
     version = results[0][0]
-    seconds = {name: n / SAMPLE_RATE for _, frames in results for name, n in frames.items()}
+    seconds = {name: n / ESPEAK_RATE for _, frames in results for name, n in frames.items()}
 
     header = "\t".join(CV_COLUMNS) + "\n"
     (locale / "validated.tsv").write_text(header + "".join(map(_cv_row, clips)), encoding="utf-8")
@@ -343,7 +344,7 @@ def ensure_mini_covost(
 ) -> Path:
     """Return ``root`` holding the corpus for these parameters, generating it only if needed
     (under a lock, into a temporary sibling swapped in by renaming: see
-    :func:`speechlab.corpora.embedded.mini_commands.ensure_generated`)."""
+    :func:`speechlab.corpora.embedded.common.ensure_generated`)."""
     fields = {f.name for f in dataclasses.fields(MiniCovostParams)} - {"seed"}
     check_params("ensure_mini_covost", params, fields)
     wanted = MiniCovostParams(seed=seed, **params)  # type: ignore[arg-type]

@@ -1,16 +1,17 @@
 """The "mini LJ Speech" corpus: one libespeak-ng voice reading sentences, for synthesis.
 
-Distinct English sentences (3-6 words) from the grammar of :mod:`speechlab.corpora.embedded.mini_voice`, all
-read by one voice at one rate and pitch, clean (no noise), written in the real LJ Speech layout
-so :class:`speechlab.corpora.ljspeech.LJSpeechReader` reads it as is:
+Distinct English sentences (3-6 words) from the grammar of mini_voice
+(:func:`speechlab.corpora.embedded.common.sentence`), all read by one voice at one rate and
+pitch, clean (no noise), written in the real LJ Speech layout so
+:class:`speechlab.corpora.ljspeech.LJSpeechReader` reads it as is:
 
     <root>/wavs/MS<chapter>-<n>.wav     22050 Hz mono 16-bit WAV
     <root>/metadata.csv                 id|transcription|normalized transcription
     <root>/README.md
 
 Every sentence is read once, so the reader's hash split holds out whole sentences. Generated
-once under a marker and a lock (:func:`speechlab.corpora.embedded.mini_commands.ensure_generated`); byte-identical
-for a seed on one machine and library build.
+once under a marker and a lock (:func:`speechlab.corpora.embedded.common.ensure_generated`);
+byte-identical for a seed on one machine and library build.
 """
 
 from __future__ import annotations
@@ -24,20 +25,22 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from speechlab.corpora.embedded.mini_commands import (
-    _trim,
+from speechlab.corpora.embedded.common import (
+    ESPEAK_RATE,
     check_params,
     ensure_generated,
+    sentence,
+    trim,
     write_marker,
+    written,
 )
-from speechlab.corpora.embedded.mini_voice import _sentence, written
 from speechlab.text.espeak import Espeak, Voice
 
 log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 1
 MARKER_NAME = ".speechlab_mini_speaker.json"
-SAMPLE_RATE = 22050
+SAMPLE_RATE = ESPEAK_RATE
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ def plan_sentences(params: MiniSpeakerParams) -> list[str]:
     for _ in range(200 * params.num_sentences + 10_000):
         if len(chosen) == params.num_sentences:
             return list(chosen)
-        words = _sentence(rng)
+        words = sentence(rng)
         if 3 <= len(words) <= 6:
             chosen.setdefault(written(words))
     raise ValueError(
@@ -117,7 +120,7 @@ def generate_mini_speaker(root: str | Path, **params: object) -> Path:
             speech = engine.synthesize(
                 text, voice, params.rate, params.pitch, params.pitch_range, 60, params.seed
             )
-            speech = _trim(speech).astype(np.float64)
+            speech = trim(speech).astype(np.float64)
             speech *= 0.7 / max(np.abs(speech).max(), 1e-6)
             audio = np.concatenate([pause, speech, pause])
             uid = utterance_id(index)
@@ -147,7 +150,7 @@ def generate_mini_speaker(root: str | Path, **params: object) -> Path:
 
 def ensure_mini_speaker(root: str | Path, **params: object) -> Path:
     """Return ``root`` holding the corpus for these parameters, generating it only if needed
-    (see :func:`speechlab.corpora.embedded.mini_commands.ensure_generated`)."""
+    (see :func:`speechlab.corpora.embedded.common.ensure_generated`)."""
     check_params(
         "ensure_mini_speaker", params, {f.name for f in dataclasses.fields(MiniSpeakerParams)}
     )

@@ -11,21 +11,21 @@ is:
     <root>/clip_durations.tsv                clip, duration[ms]
     <root>/README.md
 
-As in Common Voice, the three splits share no sentence and no speaker; every word of a dev or
-test sentence also occurs in train. A speaker is an espeak-ng language voice plus a variant of the
-human-sounding lists of :mod:`speechlab.corpora.embedded.mini_commands`, with its own rate (normal speaking rates) and
-pitch; every clip jitters those, adds 0.15-0.45 s of lead-in and tail, and mixes in generated
-noise at a random SNR. Byte-identical for a seed (on one machine and library build).
+The sentences come from the English grammar of :mod:`speechlab.corpora.embedded.common`. As in
+Common Voice, the three splits share no sentence and no speaker; every word of a dev or test
+sentence also occurs in train. A speaker is an espeak-ng language voice plus one of the
+human-sounding variants of :mod:`~speechlab.corpora.embedded.common`, with its own rate (normal
+speaking rates) and pitch; every clip jitters those, adds 0.15-0.45 s of lead-in and tail, and
+mixes in generated noise at a random SNR (:func:`~speechlab.corpora.embedded.common.render_clip`).
+Byte-identical for a seed (on one machine and library build).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import logging
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,17 +34,22 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from speechlab.corpora.embedded.mini_commands import (
+from speechlab.corpora.embedded.common import (
+    ESPEAK_RATE,
     FEMALE_VARIANTS,
     LANGUAGES,
     MALE_VARIANTS,
-    NOISES,
+    Clip,
     Speaker,
-    _stable_id,
-    _trim,
     check_params,
     ensure_generated,
+    render_speaker,
+    sentence,
+    stable_id,
+    vocabulary,
+    write_clip_durations,
     write_marker,
+    written,
 )
 from speechlab.text.espeak import Espeak, Voice
 
@@ -52,8 +57,8 @@ log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 1
 MARKER_NAME = ".speechlab_mini_voice.json"
-SAMPLE_RATE = 22050  # espeak-ng's own rate: no resampling
-LOCALE = "en"
+SAMPLE_RATE = ESPEAK_RATE  # espeak-ng's own rate: no resampling
+LOCALE = Clip.locale
 COLUMNS = (
     "client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", "accent",
     "locale", "segment",
@@ -61,65 +66,8 @@ COLUMNS = (
 SPLIT_FILES = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
 
 # The grammar: every noun takes a plural in -s and every verb a third person in -s.
-DETERMINERS = ("the", "a", "my", "our", "this", "that")
-NUMBERS = ("two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
-ADJECTIVES = (
-    "red", "blue", "green", "brown", "white", "black", "big", "small", "old", "young", "happy",
-    "quiet", "tall", "little",
-)  # fmt: skip
-NOUNS = (
-    "cat", "dog", "bird", "horse", "girl", "boy", "friend", "farmer", "teacher", "doctor", "car",
-    "tree", "house", "book", "ball", "boat", "apple", "chair", "lamp", "cup",
-)  # fmt: skip
-TRANSITIVE_VERBS = (
-    "see", "like", "find", "want", "take", "follow", "help", "paint", "hold", "need", "visit",
-    "draw",
-)  # fmt: skip
-INTRANSITIVE_VERBS = ("sleep", "run", "sing", "jump", "wait", "smile", "fall", "swim")
-ADVERBS = ("today", "now", "again", "here", "there")
 AGES = ("teens", "twenties", "thirties", "fourties", "fifties", "sixties")  # Common Voice's values
 ACCENTS = {"en-us": "us", "en-us-nyc": "us", "en-gb-scotland": "scotland", "en-029": ""}
-
-
-def vocabulary() -> list[str]:
-    """Every word the grammar can produce, sorted."""
-    words = {*DETERMINERS, "an", "is", "are", *NUMBERS, *ADJECTIVES, *ADVERBS}
-    words |= {n + s for n in NOUNS for s in ("", "s")}
-    words |= {v + s for v in TRANSITIVE_VERBS + INTRANSITIVE_VERBS for s in ("", "s")}
-    return sorted(words)
-
-
-def _noun_phrase(rng: np.random.Generator) -> tuple[list[str], bool]:
-    """``(words, plural)``: ``the (red) cat`` or ``two (red) cats``."""
-    adjective = [str(rng.choice(ADJECTIVES))] if rng.random() < 0.5 else []
-    noun = str(rng.choice(NOUNS))
-    if rng.random() < 0.3:
-        return [str(rng.choice(NUMBERS)), *adjective, noun + "s"], True
-    determiner = str(rng.choice(DETERMINERS))
-    following = (adjective or [noun])[0]
-    if determiner == "a" and following[0] in "aeiou":
-        determiner = "an"
-    return [determiner, *adjective, noun], False
-
-
-def _sentence(rng: np.random.Generator) -> list[str]:
-    """One sentence of the grammar (any length; the caller keeps 3-6 words)."""
-    subject, plural = _noun_phrase(rng)
-    kind = rng.choice(["transitive", "intransitive", "copula"], p=[0.55, 0.3, 0.15])
-    if kind == "transitive":
-        verb = str(rng.choice(TRANSITIVE_VERBS))
-        return [*subject, verb if plural else verb + "s", *_noun_phrase(rng)[0]]
-    if kind == "intransitive":
-        verb = str(rng.choice(INTRANSITIVE_VERBS))
-        adverb = [str(rng.choice(ADVERBS))] if rng.random() < 0.5 else []
-        return [*subject, verb if plural else verb + "s", *adverb]
-    return [*subject, "are" if plural else "is", str(rng.choice(ADJECTIVES))]
-
-
-def written(words: list[str]) -> str:
-    """``["the", "red", "cat"]`` -> ``"The red cat."`` (the tsv's natural casing)."""
-    text = " ".join(words)
-    return text[0].upper() + text[1:] + "."
 
 
 @dataclass(frozen=True)
@@ -167,19 +115,6 @@ class MiniVoiceParams:
         return {**dataclasses.asdict(self), "snr_db": list(self.snr_db)}
 
 
-@dataclass(frozen=True)
-class Clip:
-    """One planned recording: ``common_voice_en_<number>.mp3`` of ``text`` by ``speaker``."""
-
-    number: int
-    text: str
-    speaker: Speaker
-
-    @property
-    def name(self) -> str:
-        return f"common_voice_{LOCALE}_{self.number}.mp3"
-
-
 def plan_sentences(params: MiniVoiceParams) -> dict[str, list[str]]:
     """Distinct sentences per split (``train``, ``validation``, ``test``), as written in the tsv.
 
@@ -200,7 +135,7 @@ def plan_sentences(params: MiniVoiceParams) -> dict[str, list[str]]:
         for _ in range(200 * count + 10_000):
             if len(chosen) == count:
                 break
-            words = _sentence(rng)
+            words = sentence(rng)
             text = " ".join(words)
             if not 3 <= len(words) <= 6 or text in taken:
                 continue
@@ -281,75 +216,13 @@ def plan_clips(params: MiniVoiceParams, speakers: list[Speaker]) -> list[Clip]:
     return [Clip(number, text, s) for number, (s, text) in enumerate(readings, start=1)]
 
 
-# -- audio -------------------------------------------------------------------------------------
-
-_SYNTH_LOCK = threading.Lock()  # espeak seeds libc's rand(), which every engine shares
-
-
-def _speak(engine: Espeak, speaker: Speaker, text: str, rng: np.random.Generator) -> np.ndarray:
-    """The jittered, trimmed, faded sentence at 22050 Hz: ``(T,)`` float64."""
-    rate = int(np.clip(round(speaker.rate * rng.uniform(0.93, 1.07)), 80, 450))
-    pitch = int(np.clip(speaker.pitch + rng.integers(-6, 7), 0, 100))
-    pitch_range = int(np.clip(speaker.pitch_range + rng.integers(-8, 9), 0, 100))
-    seed = int(rng.integers(0, 2**31))
-    with _SYNTH_LOCK:
-        # volume 60 keeps espeak's own overflow AGC (whose state would carry over) out of play.
-        audio = engine.synthesize(text, speaker.voice, rate, pitch, pitch_range, 60, seed)
-    audio = _trim(audio).astype(np.float64)
-    fade = np.minimum(1.0, np.arange(len(audio)) / 64.0)
-    return audio * fade * fade[::-1]
-
-
-def render_clip(engine: Espeak, clip: Clip, seed: int, snr_db: tuple[float, float]) -> np.ndarray:
-    """Lead-in, the sentence at a random level, tail, and noise at a random SNR: ``(T,)``."""
-    rng = np.random.default_rng([seed, _stable_id(clip.speaker.id), clip.number])
-    speech = _speak(engine, clip.speaker, clip.text, rng)
-    speech *= 10 ** (rng.uniform(-12.0, -3.0) / 20) / np.abs(speech).max()
-    lead, tail = (int(rng.uniform(0.15, 0.45) * SAMPLE_RATE) for _ in range(2))
-    audio = np.zeros(lead + len(speech) + tail)
-    audio[lead : lead + len(speech)] = speech
-    speech_rms = np.sqrt(np.mean(speech**2))
-    # Drawn at a power-of-two length (fast FFTs), then cut to the clip.
-    fast = 1 << (len(audio) - 1).bit_length()
-    noise = NOISES[str(rng.choice(list(NOISES)))](rng, fast, SAMPLE_RATE)[: len(audio)]
-    audio += noise * speech_rms / 10 ** (rng.uniform(*snr_db) / 20)
-    peak = np.abs(audio).max()
-    return audio * (0.95 / peak) if peak > 0.95 else audio
-
-
-def _mp3_bytes(samples: np.ndarray) -> bytes:
-    # In memory: soundfile's close() fsyncs a real file, which costs dearly on some disks.
-    buffer = io.BytesIO()
-    sf.write(buffer, samples.astype(np.float32), SAMPLE_RATE, format="MP3")
-    return buffer.getvalue()
-
-
-def _render_speaker(
-    clips_dir: Path, clips: list[Clip], params: MiniVoiceParams
-) -> tuple[str, dict[str, int]]:
-    """Write one speaker's clips in order with a fresh engine; return (espeak version, frames)."""
-    frames = {}
-    # A fresh library copy per speaker: espeak's state carries over between calls.
-    with Espeak(isolated=True) as engine:
-        if engine.sample_rate != SAMPLE_RATE:
-            raise RuntimeError(
-                f"libespeak-ng speaks at {engine.sample_rate} Hz; mini Common Voice expects "
-                f"{SAMPLE_RATE} Hz (the rate of every espeak-ng build to date)"
-            )
-        for clip in clips:
-            audio = render_clip(engine, clip, params.seed, params.snr_db)
-            (clips_dir / clip.name).write_bytes(_mp3_bytes(audio))
-            frames[clip.name] = len(audio)
-        return engine.version, frames
-
-
 # -- files -------------------------------------------------------------------------------------
 
 
 def _row(clip: Clip) -> str:
     speaker = clip.speaker
     gender = "female" if speaker.voice.variant in FEMALE_VARIANTS else "male"
-    age = AGES[_stable_id(speaker.id) % len(AGES)]
+    age = AGES[stable_id(speaker.id) % len(AGES)]
     accent = ACCENTS.get(speaker.voice.language, "england")
     fields = (speaker.id, clip.name, clip.text, "2", "0", age, gender, accent, LOCALE, "")
     return "\t".join(fields) + "\n"
@@ -358,12 +231,6 @@ def _row(clip: Clip) -> str:
 def _write_tsv(path: Path, clips: list[Clip]) -> None:
     header = "\t".join(COLUMNS) + "\n"
     path.write_text(header + "".join(_row(clip) for clip in clips), encoding="utf-8")
-
-
-def write_clip_durations(path: Path, clips: list[Clip], seconds: dict[str, float]) -> None:
-    """Common Voice's ``clip_durations.tsv``: each clip's duration in milliseconds."""
-    durations = "".join(f"{c.name}\t{round(1000 * seconds[c.name])}\n" for c in clips)
-    path.write_text("clip\tduration[ms]\n" + durations, encoding="utf-8")
 
 
 def _marker_record(params: MiniVoiceParams, espeak_version: str) -> dict:
@@ -465,7 +332,11 @@ def generate_mini_voice(
     workers = workers or min(4, os.cpu_count() or 1)
     jobs = [[c for c in clips if c.speaker == s] for s in speakers]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = list(pool.map(lambda job: _render_speaker(root / "clips", job, params), jobs))
+        results = list(
+            pool.map(
+                lambda job: render_speaker(root / "clips", job, params.seed, params.snr_db), jobs
+            )
+        )
     version = results[0][0]
     frames = {name: n for _, per_speaker in results for name, n in per_speaker.items()}
     seconds = {name: n / SAMPLE_RATE for name, n in frames.items()}
@@ -494,8 +365,8 @@ def ensure_mini_voice(
 
     Reuses ``root`` when its marker records the same parameters, generator, espeak-ng and
     libsndfile versions; otherwise generates into a temporary sibling and swaps it in by
-    renaming (see :func:`speechlab.corpora.embedded.mini_commands.ensure_generated`). ``params`` are the keyword
-    arguments of :func:`generate_mini_voice`.
+    renaming (see :func:`speechlab.corpora.embedded.common.ensure_generated`). ``params`` are
+    the keyword arguments of :func:`generate_mini_voice`.
     """
     fields = {f.name for f in dataclasses.fields(MiniVoiceParams)} - {"seed"}
     check_params("ensure_mini_voice", params, fields)
