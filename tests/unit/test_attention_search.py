@@ -1,16 +1,15 @@
-"""Listen, Attend and Spell: attention, pyramidal encoder, speller, searches, CTC prefix scores."""
+"""Attention decoding: greedy and beam search recover what a tiny model learned, beam search
+scores at least as well as greedy, length limits hold, joint CTC stops a runaway hypothesis,
+and a wide beam finds the exhaustive best with CTC and LM scores."""
 
 from __future__ import annotations
 
 import itertools
-import math
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from speechlab.audio.features import lengths_to_mask
 from speechlab.decoding.attention import (
     beam_search,
     beam_search_hypotheses,
@@ -19,134 +18,12 @@ from speechlab.decoding.attention import (
     score_hypotheses,
 )
 from speechlab.decoding.ctc_prefix import CTCPrefixScorer
-from speechlab.decoding.fusion import ArpaLM, TokenNGramLM, WordNGramLM
-from speechlab.decoding.ngram import build_arpa, spell_sentences
-from speechlab.nn.attention import AdditiveAttention, LocationAwareAttention
+from speechlab.decoding.fusion import TokenNGramLM
 from speechlab.nn.encoders.pyramidal_lstm import PyramidalLSTMEncoder
 from speechlab.nn.speller import EOS, Speller, append_eos, label_smoothed_nll
+from tests.unit.conftest import padded
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-ATTENTIONS = {
-    "location": lambda: LocationAwareAttention(12, 10, 16, conv_channels=4, conv_kernel=5),
-    "additive": lambda: AdditiveAttention(12, 10, 16),
-}
-
-
-def padded(lengths: list[int], dim: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random ``(B, max(lengths), dim)`` frames, zero on padding, and the lengths."""
-    generator = torch.Generator().manual_seed(seed)
-    frames = torch.randn(len(lengths), max(lengths), dim, generator=generator)
-    lengths_t = torch.tensor(lengths)
-    return frames * lengths_to_mask(lengths_t, frames.shape[1]).unsqueeze(-1), lengths_t
-
-
-@pytest.mark.parametrize("kind", ATTENTIONS)
-def test_attention_is_a_distribution_over_valid_frames(kind: str) -> None:
-    torch.manual_seed(0)
-    attention = ATTENTIONS[kind]()
-    keys, lengths = padded([9, 5, 1], 10)
-    mask = lengths_to_mask(lengths, 9)
-    query = torch.randn(3, 12)
-    previous = torch.rand(3, 9) * mask
-    previous = previous / previous.sum(-1, keepdim=True)
-    context, weights = attention(query, keys, None, mask, previous)
-    assert context.shape == (3, 10) and weights.shape == (3, 9)
-    torch.testing.assert_close(weights.sum(-1), torch.ones(3))
-    assert (weights[~mask] == 0).all() and (weights[mask] > 0).all()
-    torch.testing.assert_close(context, torch.einsum("bt,btd->bd", weights, keys))
-    # keys projected once give the same result; an utterance alone gives the same result
-    again = attention(query, keys, attention.process_keys(keys), mask, previous)
-    torch.testing.assert_close(again, (context, weights))
-    alone = attention(query[1:2], keys[1:2, :5], None, mask[1:2, :5], previous[1:2, :5])
-    torch.testing.assert_close(alone[0], context[1:2])
-    torch.testing.assert_close(alone[1], weights[1:2, :5])
-
-
-def test_location_attention_uses_the_previous_weights() -> None:
-    torch.manual_seed(0)
-    attention = ATTENTIONS["location"]()
-    keys, lengths = padded([8], 10)
-    mask = lengths_to_mask(lengths, 8)
-    query = torch.randn(1, 12)
-    first = attention(query, keys, None, mask, F.one_hot(torch.tensor([1]), 8).float())[1]
-    second = attention(query, keys, None, mask, F.one_hot(torch.tensor([6]), 8).float())[1]
-    assert not torch.allclose(first, second)
-
-
-def test_pyramidal_encoder_lengths_and_padding_invariance() -> None:
-    torch.manual_seed(0)
-    encoder = PyramidalLSTMEncoder(6, hidden_size=8, num_layers=3, reduction=8).eval()
-    features, lengths = padded([37, 20, 9, 1], 6)
-    features = features.transpose(1, 2)  # (B, n_mels, T)
-    with torch.no_grad():
-        output, out_lengths = encoder(features, lengths)
-        alone, alone_lengths = encoder(features[2:3, :, :9], lengths[2:3])
-    assert out_lengths.tolist() == [5, 3, 2, 1] == encoder.output_lengths(lengths).tolist()
-    assert output.shape == (4, 5, encoder.output_dim) and encoder.output_dim == 16
-    assert encoder.subsampling == 8
-    assert (output[~lengths_to_mask(out_lengths, 5)] == 0).all()
-    assert alone_lengths.tolist() == [2]
-    torch.testing.assert_close(alone, output[2:3, :2], atol=1e-6, rtol=1e-5)
-
-    keep_rate = PyramidalLSTMEncoder(6, hidden_size=8, num_layers=3, reduction=2)
-    assert keep_rate.output_lengths(lengths).tolist() == [19, 10, 5, 1]
-    for reduction, layers in ((6, 3), (16, 3)):
-        with pytest.raises(ValueError):
-            PyramidalLSTMEncoder(6, num_layers=layers, reduction=reduction)
-
-
-@pytest.mark.parametrize("attention", ["location", "additive"])
-def test_speller_shapes_and_step_agree_with_forward(attention: str) -> None:
-    torch.manual_seed(0)
-    speller = Speller(7, 10, 8, 16, num_layers=2, attention=attention, attention_dim=8).eval()
-    encoded, lengths = padded([11, 6, 3], 10)
-    targets = torch.tensor([[1, 2, 3, 4], [5, 6, -1, -1], [2, -1, -1, -1]])
-    target_lengths = torch.tensor([4, 2, 1])
-    logits, weights = speller(encoded, lengths, targets, target_lengths)
-    assert logits.shape == (3, 5, 7) and weights.shape == (3, 5, 11)
-    mask = lengths_to_mask(lengths, 11).unsqueeze(1)
-    assert (weights * ~mask == 0).all()
-    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 5))
-
-    # step() with the same inputs gives the same log-probabilities; rows can be reordered
-    state = speller.initial_state(encoded, lengths)
-    previous = torch.full((3,), EOS)
-    truth = targets.clamp(min=0)
-    for index in range(3):
-        log_probs, state, step_weights = speller.step(state, previous)
-        assert log_probs.shape == (3, 7) and step_weights.shape == (3, 11)
-        torch.testing.assert_close(log_probs, logits[:, index].log_softmax(-1))
-        previous = truth[:, index]
-    order = torch.tensor([2, 0, 0])
-    reordered = state.select(order)
-    assert len(reordered) == 3
-    following = speller.step(state, previous)[0]
-    torch.testing.assert_close(speller.step(reordered, previous[order])[0], following[order])
-
-    # scheduled sampling at rate 1 feeds the model's own argmax: greedy decoding's scores
-    sampled, _ = speller(encoded, lengths, targets, target_lengths, sampling_rate=1.0)
-    state, previous = speller.initial_state(encoded, lengths), torch.full((3,), EOS)
-    for index in range(5):
-        log_probs, state, _ = speller.step(state, previous)
-        torch.testing.assert_close(log_probs, sampled[:, index].log_softmax(-1))
-        previous = log_probs.argmax(-1)
-
-
-def test_label_smoothed_nll_matches_cross_entropy() -> None:
-    torch.manual_seed(0)
-    logits = torch.randn(3, 5, 7)
-    targets = torch.tensor([[1, 2, 3, 4], [5, 6, 9, 9], [2, 9, 9, 9]])
-    lengths = torch.tensor([4, 2, 1])
-    with_eos = append_eos(targets, lengths)
-    assert with_eos.tolist()[1] == [5, 6, EOS, -100, -100]
-    for smoothing in (0.0, 0.1):
-        expected = F.cross_entropy(
-            logits.transpose(1, 2), with_eos, ignore_index=-100, label_smoothing=smoothing
-        )
-        actual = label_smoothed_nll(logits, with_eos, lengths + 1, smoothing)
-        torch.testing.assert_close(actual, expected)
 
 
 TARGETS = [[1, 2, 3], [3, 1], [2, 2, 4, 1], [5, 4, 3]]
@@ -239,88 +116,6 @@ def test_joint_ctc_scoring_stops_a_runaway_hypothesis() -> None:
     assert beam_search(speller, encoded, lengths, ctc_weight=0.5, **options) == [[2, 3]]
     pre_beam = beam_search(speller, encoded, lengths, ctc_weight=0.5, ctc_pre_beam=4, **options)
     assert pre_beam == [[2, 3]]
-
-
-def ctc_inputs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    log_probs = (2.0 * torch.randn(3, 10, 5, generator=generator)).log_softmax(-1)
-    return log_probs, torch.tensor([10, 7, 4])
-
-
-@pytest.mark.parametrize(
-    ("row", "tokens"), [(0, [1, 2, 2, 3]), (0, [4]), (1, [4, 4, 1]), (2, [2, 1]), (2, [])]
-)
-def test_ctc_prefix_score_with_eos_is_the_ctc_log_likelihood(row: int, tokens: list[int]) -> None:
-    log_probs, lengths = ctc_inputs()
-    scorer = CTCPrefixScorer(log_probs, lengths)
-    loss = F.ctc_loss(
-        log_probs[row : row + 1].transpose(0, 1),
-        torch.tensor([tokens or [0]])[:, : len(tokens)],
-        lengths[row : row + 1],
-        torch.tensor([len(tokens)]),
-        reduction="sum",
-    )
-    assert scorer.score(row, tokens) == pytest.approx(-float(loss), abs=1e-4)
-
-
-def test_ctc_prefix_scores_are_prefix_probabilities() -> None:
-    """Vectorised scores of every candidate = brute-force sums over all alignments."""
-    log_probs, lengths = ctc_inputs(seed=1)
-    log_probs, lengths = log_probs[:, :5, :3].log_softmax(-1), lengths.clamp(max=5)  # 5, 5, 4
-    scorer = CTCPrefixScorer(log_probs, lengths)
-
-    def brute_force(row: int, target: list[int], complete: bool) -> float:
-        frames = int(lengths[row])
-        values = []
-        for path in itertools.product(range(3), repeat=frames):
-            collapsed = [k for k, _ in itertools.groupby(path) if k != 0]
-            if (collapsed == target) if complete else (collapsed[: len(target)] == target):
-                values.append(log_probs[row, torch.arange(frames), torch.tensor(path)].sum())
-        return float(torch.stack(values).logsumexp(0)) if values else -math.inf
-
-    for size in range(3):
-        pairs = [(row, list(p)) for row in range(3) for p in itertools.product((1, 2), repeat=size)]
-        state = scorer.initial_state(torch.tensor([row for row, _ in pairs]))
-        first = torch.zeros(len(pairs), dtype=torch.long)
-        for step in range(size):
-            grown = scorer.extend(state, torch.tensor([[p[step]] for _, p in pairs]))
-            state = scorer.advance(grown, torch.arange(len(pairs)), first)
-        scores = scorer.extend(state, torch.arange(3).expand(len(pairs), 3)).scores
-        for n, (row, prefix) in enumerate(pairs):
-            assert float(state.score[n]) == pytest.approx(brute_force(row, prefix, False), abs=1e-4)
-            assert float(scores[n, EOS]) == pytest.approx(brute_force(row, prefix, True), abs=1e-4)
-            for token in (1, 2):
-                expected = brute_force(row, [*prefix, token], False)
-                assert float(scores[n, token]) == pytest.approx(expected, abs=1e-4)
-
-
-TOKENS = ["<blank>", "|", "a", "b"]
-LM_TEXTS = ["ab", "ba ab", "b", "ab ab"]
-
-
-@pytest.fixture(scope="module")
-def token_lm(tmp_path_factory: pytest.TempPathFactory) -> TokenNGramLM:
-    path = tmp_path_factory.mktemp("lm") / "tokens.arpa"
-    return TokenNGramLM(build_arpa(spell_sentences(LM_TEXTS, list), path, order=3), TOKENS)
-
-
-def test_arpa_reader_and_lm_adapters(tmp_path: Path, token_lm: TokenNGramLM) -> None:
-    arpa = token_lm.lm
-    assert arpa.order == 3 and {"a", "b", "|", "</s>", "<unk>"} <= arpa.vocab
-    for context in [("<s>",), ("<s>", "a"), ("a", "b"), ("b", "|"), ("q",)]:
-        total = sum(math.exp(arpa.log_prob(context, w)) for w in arpa.vocab - {"<s>"})
-        assert total == pytest.approx(1.0, abs=1e-4)
-    scores = token_lm.next_log_probs([2, 3])  # after "a b"
-    assert scores[EOS] == pytest.approx(arpa.log_prob(("a", "b"), "</s>"))
-    assert scores[1] == pytest.approx(arpa.log_prob(("a", "b"), "|"))
-    assert token_lm.score([], 2) == pytest.approx(arpa.log_prob(("<s>",), "a"))
-
-    words = WordNGramLM(ArpaLM(build_arpa(LM_TEXTS, tmp_path / "words.arpa", order=2)), TOKENS)
-    scores = words.next_log_probs([3, 2, 1, 2, 3])  # "ba ab", the last word in progress
-    complete = words.lm.log_prob(("ba",), "ab")
-    assert scores[1] == pytest.approx(complete)  # "|" completes "ab"
-    assert scores[EOS] == pytest.approx(complete + words.lm.log_prob(("ab",), "</s>"))
-    assert (scores[2:] == 0).all()  # inside a word
 
 
 @pytest.mark.parametrize(

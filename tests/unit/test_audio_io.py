@@ -1,3 +1,5 @@
+"""Audio I/O: probe and read WAV/FLAC/MP3, resample, clear errors for unreadable files."""
+
 from pathlib import Path
 
 import numpy as np

@@ -1,37 +1,10 @@
+"""Device features: log-mel shapes, lengths and normalisation, float32 under autocast, SpecAugment."""
+
 import pytest
 import torch
 import torchaudio
 
 from speechlab.audio.features import LogMelFrontend, frame_lengths
-from speechlab.data.collate import collate_examples
-from speechlab.data.dataset import Example, SkippedExample
-from speechlab.nn.kws_cnn import KeywordCNN
-
-
-def example(name: str, samples: int, target) -> Example:
-    return Example(id=name, audio=torch.randn(samples), target=torch.as_tensor(target))
-
-
-def test_collate_pads_audio_and_keeps_lengths():
-    batch = collate_examples([example("a", 1000, 1), example("b", 1600, 0), example("c", 10, 2)])
-    assert batch.audio.shape == (3, 1600)
-    assert batch.audio_lengths.tolist() == [1000, 1600, 10]
-    assert batch.targets.tolist() == [1, 0, 2]
-    assert torch.all(batch.audio[0, 1000:] == 0) and torch.all(batch.audio[2, 10:] == 0)
-    assert batch.ids == ["a", "b", "c"]
-
-
-def test_collate_pads_token_targets():
-    batch = collate_examples([example("a", 100, [3, 4, 5]), example("b", 80, [7])], pad_id=0)
-    assert batch.targets.tolist() == [[3, 4, 5], [7, 0, 0]]
-    assert batch.target_lengths.tolist() == [3, 1]
-
-
-def test_collate_drops_and_lists_skipped_examples():
-    batch = collate_examples([example("a", 100, 0), SkippedExample("b", "/x/b.wav", "truncated")])
-    assert batch.ids == ["a"] and batch.skipped == [("/x/b.wav", "truncated")]
-    empty = collate_examples([SkippedExample("b", "/x/b.wav", "empty")])
-    assert len(empty) == 0 and empty.skipped == [("/x/b.wav", "empty")]
 
 
 def test_log_mel_shapes_lengths_and_normalisation():
@@ -80,14 +53,3 @@ def test_specaugment_masks_in_place_shape():
     masked = augment(features)
     assert masked.shape == features.shape
     assert (masked == 0).sum() > 0
-
-
-def test_keyword_cnn_embedding_ignores_padding():
-    torch.manual_seed(0)
-    net = KeywordCNN(n_mels=40, channels=(8, 16), dropout=0.0).eval()
-    features = torch.randn(1, 40, 60)
-    padded = torch.cat([features, torch.zeros(1, 40, 40)], dim=-1)
-    short = net(features, torch.tensor([60]))
-    long = net(padded, torch.tensor([60]))
-    assert short.shape == (1, 16)
-    assert torch.allclose(short, long, atol=1e-5)

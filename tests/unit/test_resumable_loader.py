@@ -1,17 +1,11 @@
-"""Resume pieces: the stateful train loader, the empty-batch loss, checkpoint averaging."""
+"""The stateful train loader: it saves the batches training finished and resumes after them."""
 
 from __future__ import annotations
 
-import hydra
 import pytest
-import torch
 
-from speechlab.checkpoint.average import average_checkpoints
-from speechlab.data.collate import collate_examples
 from speechlab.data.loader import ResumableDataLoader
 from speechlab.data.sampler import DurationBucketSampler
-from speechlab.text.tokenizers import CharTokenizer
-from tests.conftest import composed
 
 
 def loader(done: list[int]) -> ResumableDataLoader:
@@ -55,30 +49,3 @@ def test_loader_saved_at_the_end_of_an_epoch_resumes_with_the_next_one():
 def test_loader_needs_the_bucket_sampler():
     with pytest.raises(TypeError, match="DurationBucketSampler"):
         ResumableDataLoader([1, 2, 3], batch_size=2, batches_done=lambda: 0)
-
-
-@pytest.mark.parametrize("model", ["kws_cnn", "ctc_lstm", "las"])
-def test_an_empty_batch_gives_a_zero_loss_that_reaches_every_parameter(model, tmp_path):
-    with composed("train", [f"model={model}"], tmp_path) as cfg:
-        if model == "kws_cnn":
-            inputs = {"labels": ["yes", "no", "_unknown_"]}
-        else:
-            inputs = {"tokenizer": CharTokenizer.train(["yes no up down"]).state()}
-        task = hydra.utils.instantiate(cfg.model, **inputs)
-    empty = collate_examples([])
-    loss = task.training_step(empty, 0)
-    assert float(loss) == 0.0
-    loss.backward()
-    assert all(p.grad is not None for p in task.parameters() if p.requires_grad)
-
-
-def test_average_rejects_checkpoints_of_different_models(tmp_path):
-    def save(name: str, shape: tuple[int, ...]) -> str:
-        path = tmp_path / name
-        torch.save({"speechlab": {}, "state_dict": {"w": torch.ones(shape)}}, path)
-        return str(path)
-
-    with pytest.raises(ValueError, match="same model"):
-        average_checkpoints([save("a.ckpt", (2,)), save("b.ckpt", (3,))])
-    averaged = average_checkpoints([save("c.ckpt", (2,)), save("d.ckpt", (2,))])
-    assert torch.equal(averaged["state_dict"]["w"], torch.ones(2))

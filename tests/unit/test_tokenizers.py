@@ -1,4 +1,4 @@
-"""Tokenizers: round trips, the blank at id 0, saved state, training errors."""
+"""Tokenizers: round trips, the blank at id 0, saved state, training errors, phoneme symbols."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from speechlab.tasks.recognition import ctc_required_frames
 from speechlab.text.tokenizers import (
     BLANK,
     CharTokenizer,
+    PhonemeTokenizer,
     SentencePieceTokenizer,
     cached_tokenizer,
     load_tokenizer,
@@ -94,3 +95,14 @@ def test_ctc_required_frames_counts_repeats() -> None:
     assert ctc_required_frames(torch.tensor([1, 2, 3])) == 3
     assert ctc_required_frames(torch.tensor([5, 5, 6, 6, 6])) == 8  # blanks between repeats
     assert ctc_required_frames(torch.tensor([], dtype=torch.long)) == 0
+
+
+def test_phoneme_symbols_come_from_espeak_and_survive_a_checkpoint():
+    tokenizer = train_tokenizer({"kind": "phoneme"}, ["the red cat", "two dogs"])
+    assert isinstance(tokenizer, PhonemeTokenizer)
+    assert "ð" in tokenizer.tokens and "æ" in tokenizer.tokens  # IPA, not letters
+    ids = tokenizer.encode("the cat")
+    assert tokenizer.decode(ids) == "ðə kˈæt"
+    restored = load_tokenizer(tokenizer.state())
+    assert isinstance(restored, PhonemeTokenizer) and restored.encode("the cat") == ids
+    assert "ʃ" in restored.unknown("the ship")  # no /ʃ/ in training
