@@ -1,4 +1,5 @@
-"""Checkpoints written before the package layout change still load, evaluate and decode as then.
+"""Checkpoints written before the package layout change still load, evaluate and decode as then,
+and a resumable one continues its run.
 
 The fixtures (``tests/fixtures/checkpoints_0.1/``, see its README) name the old module paths
 in their recipes; ``expected.json`` holds what evaluating and decoding them gave when they were
@@ -19,6 +20,7 @@ import torch
 from speechlab.checkpoint.recipe import load_checkpoint, restore_task
 from speechlab.cli import main as speechlab
 from speechlab.run.evaluate import run as evaluate
+from speechlab.run.train import run as train
 from tests.conftest import REPO, composed, shared_data
 
 FIXTURES = REPO / "tests" / "fixtures" / "checkpoints_0.1"
@@ -84,3 +86,36 @@ def test_old_synthesis_checkpoint_speaks_the_same_samples():
     assert audio.numel() == expected["samples"]
     assert float(audio.abs().sum()) == pytest.approx(expected["abs_sum"], rel=1e-5)
     assert torch.isfinite(audio).all()
+
+
+def test_old_checkpoint_resumes_training(tmp_path: Path):
+    """``ckpt_path=<old checkpoint>`` continues its run: the recipe of ctc_fsdd.ckpt (see the
+    fixtures' README) for one more epoch of 2 batches, from its epoch and step."""
+    fsdd = shared_data("fsdd")
+    old = FIXTURES / "ctc_fsdd.ckpt"
+    overrides = [
+        "experiment=ctc_fsdd",
+        f"data.reader.root={fsdd}",
+        f"paths.data_dir={tmp_path / 'data'}",
+        "model/encoder=lstm",
+        "model.frontend.n_mels=16",
+        "model.encoder.subsampling_channels=[4,4]",
+        "model.encoder.projection_dim=16",
+        "model.encoder.hidden_size=8",
+        "model.encoder.num_layers=1",
+        "trainer.accelerator=cpu",
+        "trainer.max_epochs=2",
+        "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=1",
+        "+trainer.limit_test_batches=1",
+        "callbacks.progress_bar=null",
+        "callbacks.early_stopping=null",
+        f"ckpt_path={old}",
+    ]
+    with composed("train", overrides, tmp_path / "run") as cfg:
+        metrics = train(cfg)
+    assert "test/cer" in metrics
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    before = torch.load(old, weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (1, before["global_step"] + 2)
+    assert last["speechlab"]["model"]["_target_"] == "speechlab.tasks.ctc.CTCTask"
