@@ -1,4 +1,5 @@
-"""Device features: log-mel shapes, lengths and normalisation, float32 under autocast, SpecAugment."""
+"""Device features: log-mel shapes, lengths and normalisation, float32 under autocast,
+SpecAugment."""
 
 import pytest
 import torch

@@ -315,8 +315,8 @@ def build_datamodule(
     source_field: str | None = None,
     lock_dir: str | Path | None = None,
 ) -> SpeechDataModule:
-    """The datamodule for ``data_cfg`` (a ``data`` config node), set up for the task's ``target_field`` (and
-    ``source_field``, a second text the task learns from, if any).
+    """The datamodule for ``data_cfg`` (a ``data`` config node), set up for the task's
+    ``target_field`` (and ``source_field``, a second text the task learns from, if any).
 
     With ``lock_dir``, data preparation (download, generation, manifest, tokenizer) runs under a
     file lock there, so processes started together (DDP ranks, parallel sweep jobs) prepare the

@@ -8,8 +8,9 @@ speller and the CTC blank (see :mod:`speechlab.nn.speller`); outputs never conta
 A hypothesis's score is ``(1 - ctc_weight) * log p_att + ctc_weight * log p_ctc + lm_weight *
 log p_lm`` (Watanabe et al., 2017, plus shallow fusion), ``<eos>`` included. ``log p_ctc`` of a
 prefix is its CTC *prefix* probability (all alignments of ``T`` frames that start with it) and of
-a finished hypothesis its full CTC probability; :class:`~speechlab.decoding.ctc_prefix.CTCPrefixScorer`
-computes both. The n-gram LMs of shallow fusion are in :mod:`speechlab.decoding.fusion`.
+a finished hypothesis its full CTC probability;
+:class:`~speechlab.decoding.ctc_prefix.CTCPrefixScorer` computes both. The n-gram LMs of shallow
+fusion are in :mod:`speechlab.decoding.fusion`.
 Finished hypotheses are ranked by ``score / (tokens + 1) ** length_penalty``.
 """
 

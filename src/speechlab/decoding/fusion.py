@@ -27,7 +27,8 @@ class FusionLM(Protocol):
 
 
 class ArpaLM:
-    """A back-off n-gram LM read from an ARPA file (e.g. :func:`speechlab.decoding.ngram.build_arpa`).
+    """A back-off n-gram LM read from an ARPA file (e.g. written by
+    :func:`speechlab.decoding.ngram.build_arpa`).
 
     :meth:`log_prob` gives natural-log ``p(word | context)``; unknown words are ``<unk>``.
     """

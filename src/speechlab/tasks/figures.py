@@ -1,6 +1,7 @@
 """Figures the tasks log: attention of a speller, predicted and target mels, alignments.
 
-Each function returns a matplotlib figure (Agg backend) for :func:`speechlab.tasks.artifacts.log_figure`.
+Each function returns a matplotlib figure (Agg backend) for
+:func:`speechlab.tasks.artifacts.log_figure`.
 """
 
 from __future__ import annotations

@@ -42,7 +42,8 @@ class TTSTask(SpeechTask):
     predicted-vs-target mel images and attention images.
 
     Args:
-        frontend: :class:`speechlab.audio.features.LogMelFrontend` with ``normalize`` global or none.
+        frontend: :class:`speechlab.audio.features.LogMelFrontend` with ``normalize`` global or
+            none.
         model: ``(vocab_size, n_mels) -> Tacotron2`` (a Hydra ``_partial_``).
         tokenizer: the symbol set (``Tokenizer.state()``), given by the datamodule.
         vocoder: log-mel -> waveform; ``None`` = Griffin-Lim with the frontend's settings.

@@ -196,7 +196,8 @@ def written(words: list[str]) -> str:
 
 
 def trim(samples: np.ndarray, floor_db: float = -45.0, margin: int = 110) -> np.ndarray:
-    """Cut leading and trailing silence below ``floor_db`` re the peak, keeping ``margin`` samples."""
+    """Cut leading and trailing silence below ``floor_db`` re the peak, keeping ``margin``
+    samples."""
     loud = np.flatnonzero(np.abs(samples) > np.abs(samples).max() * 10 ** (floor_db / 20))
     if loud.size == 0:
         raise RuntimeError("espeak-ng returned silence")
