@@ -24,6 +24,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check src tests benchmarks train.py evaluate.py
 	$(BIN)/ruff format --check src tests benchmarks train.py evaluate.py
+	$(BIN)/lint-imports  # the import contracts in pyproject.toml: layers, no circles
 
 format: setup
 	$(BIN)/ruff check --fix src tests benchmarks train.py evaluate.py

@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from speechlab.train import run
+from speechlab.run.train import run
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -28,11 +28,11 @@ import torch
 from omegaconf import OmegaConf
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
-from speechlab.callbacks import RECIPE_KEY
+from speechlab.checkpoint.recipe import RECIPE_KEY, load_checkpoint, restore_task
+from speechlab.data.datamodule import build_datamodule
+from speechlab.decoding.build import build_ctc_decoder
 from speechlab.decoding.ngram import build_arpa, write_lexicon
-from speechlab.evaluate import load_checkpoint, restore_task
-from speechlab.tasks.ctc import batch_references, build_ctc_decoder
-from speechlab.train import build_datamodule
+from speechlab.tasks.recognition import batch_references
 
 
 def latest_checkpoint() -> Path:
@@ -67,7 +67,7 @@ def decode_all(decoder, batches) -> tuple[list[str], float]:
 
 def attention_benchmark(task, datamodule, audio_seconds: float, args) -> None:
     """Greedy vs batched beam search of a LAS checkpoint on the same encoder output."""
-    from speechlab.tasks.las import AttentionDecoder
+    from speechlab.decoding.build import build_attention_decoder
 
     batches, references, model_times = [], [], []
     for _ in range(args.repeats):
@@ -82,14 +82,16 @@ def attention_benchmark(task, datamodule, audio_seconds: float, args) -> None:
                 elapsed += time.perf_counter() - started
                 references += batch_references(task.tokenizer, batch)
         model_times.append(elapsed)
-    limits = {"max_length_ratio": 2.0, "max_length": 256}
+    # the checkpoint's decoding options (no LM), with these limits, kinds and CTC weights
+    base = {**task.decoding, "lm": None, "max_length_ratio": 2.0, "max_length": 256}
+    beam = {**base, "kind": "beam", "beam_size": args.las_beam}
     decoders = {
-        "greedy": AttentionDecoder(kind="greedy", **limits),
-        f"beam {args.las_beam}, attention only": AttentionDecoder(
-            kind="beam", beam_size=args.las_beam, ctc_weight=0.0, **limits
+        "greedy": build_attention_decoder({**base, "kind": "greedy"}, [], None),
+        f"beam {args.las_beam}, attention only": build_attention_decoder(
+            {**beam, "ctc_weight": 0.0}, [], None
         ),
-        f"beam {args.las_beam}, joint CTC 0.5": AttentionDecoder(
-            kind="beam", beam_size=args.las_beam, ctc_weight=0.5, **limits
+        f"beam {args.las_beam}, joint CTC 0.5": build_attention_decoder(
+            {**beam, "ctc_weight": 0.5}, [], None
         ),
     }
     times: dict[str, list[float]] = {name: [] for name in decoders}

@@ -32,8 +32,9 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, open_dict
 
-import speechlab.resolvers  # noqa: F401  (config resolvers)
-from speechlab.train import build_datamodule, instantiate_group
+import speechlab.run.resolvers  # noqa: F401  (config resolvers)
+from speechlab.data.datamodule import build_datamodule
+from speechlab.run.train import instantiate_group
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

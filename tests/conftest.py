@@ -15,7 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-import speechlab.resolvers  # noqa: F401  (config resolvers)
+import speechlab.run.resolvers  # noqa: F401  (config resolvers)
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"

@@ -19,7 +19,7 @@ log = logging.getLogger("speechlab")
 
 
 def _load_task(ckpt: str, device: str, decoding: dict[str, object], command: str = "transcribe"):
-    from speechlab.evaluate import load_checkpoint, restore_task
+    from speechlab.checkpoint.recipe import load_checkpoint, restore_task
 
     try:
         task = restore_task(load_checkpoint(ckpt))
@@ -77,7 +77,7 @@ def _print_outputs(model, sample_rate: int, paths: Sequence[str], device: str) -
     on stdout, ``path\\tcannot read: ...`` on stderr; 1 if any file was unreadable."""
     import torch
 
-    from speechlab.audio import AudioError, read_audio
+    from speechlab.audio.io import AudioError, read_audio
 
     failures = 0
     for path in paths:
@@ -110,9 +110,8 @@ def synthesize(args: argparse.Namespace) -> int:
     import soundfile as sf
     import torch
 
-    from speechlab.callbacks import RECIPE_KEY
-    from speechlab.data.normalize import TextNormalizer
-    from speechlab.evaluate import load_checkpoint, restore_task
+    from speechlab.checkpoint.recipe import RECIPE_KEY, load_checkpoint, restore_task
+    from speechlab.text.normalize import TextNormalizer
 
     try:
         checkpoint = load_checkpoint(args.checkpoint)
@@ -201,10 +200,9 @@ def _checkpoint_text(ckpt: str):
     """The tokenizer of ``ckpt`` and the normalised train transcripts of its corpus."""
     from omegaconf import OmegaConf
 
-    from speechlab.callbacks import RECIPE_KEY
-    from speechlab.evaluate import load_checkpoint
-    from speechlab.text import load_tokenizer
-    from speechlab.train import build_datamodule
+    from speechlab.checkpoint.recipe import RECIPE_KEY, load_checkpoint
+    from speechlab.data.datamodule import build_datamodule
+    from speechlab.text.tokenizers import load_tokenizer
 
     recipe = load_checkpoint(ckpt)[RECIPE_KEY]
     state = recipe["task_inputs"].get("tokenizer")
@@ -240,7 +238,7 @@ def average(args: argparse.Namespace) -> int:
     """Write the average of the given checkpoints' weights to ``args.output``."""
     import torch
 
-    from speechlab.checkpointing import average_checkpoints
+    from speechlab.checkpoint.average import average_checkpoints
 
     try:
         averaged = average_checkpoints(args.checkpoints)

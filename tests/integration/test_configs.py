@@ -7,8 +7,9 @@ import lightning as L
 import pytest
 from omegaconf import OmegaConf
 
-from speechlab.text import CharTokenizer
-from speechlab.train import build_task, instantiate_group
+from speechlab.checkpoint.recipe import build_task
+from speechlab.run.train import instantiate_group
+from speechlab.text.tokenizers import CharTokenizer
 from tests.conftest import CONF, composed
 
 

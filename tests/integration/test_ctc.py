@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechlab.audio import read_audio
-from speechlab.evaluate import load_checkpoint
-from speechlab.evaluate import run as evaluate
-from speechlab.train import run as train
+from speechlab.audio.io import read_audio
+from speechlab.checkpoint.recipe import load_checkpoint
+from speechlab.run.evaluate import run as evaluate
+from speechlab.run.train import run as train
 from tests.conftest import REPO, composed
 
 CTC = [

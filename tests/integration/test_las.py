@@ -13,11 +13,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from speechlab.audio import read_audio
-from speechlab.evaluate import load_checkpoint
-from speechlab.evaluate import run as evaluate
-from speechlab.text import CharTokenizer
-from speechlab.train import run as train
+from speechlab.audio.io import read_audio
+from speechlab.checkpoint.recipe import load_checkpoint
+from speechlab.run.evaluate import run as evaluate
+from speechlab.run.train import run as train
+from speechlab.text.tokenizers import CharTokenizer
 from tests.conftest import CONF, REPO, composed, one_torch_thread, write_tsv
 from tests.integration.test_configs import build_all
 from tests.integration.test_ctc import mini_voice  # noqa: F401  (session fixture)

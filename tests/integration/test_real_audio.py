@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from speechlab.train import run as train
+from speechlab.run.train import run as train
 from tests.conftest import composed, shared_data
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from speechlab.data.mini_covost import ensure_mini_covost
-from speechlab.evaluate import load_checkpoint
-from speechlab.evaluate import run as evaluate
-from speechlab.train import run as train
+from speechlab.checkpoint.recipe import load_checkpoint
+from speechlab.corpora.embedded.mini_covost import ensure_mini_covost
+from speechlab.run.evaluate import run as evaluate
+from speechlab.run.train import run as train
 from tests.conftest import composed, one_torch_thread, write_tsv
 
 NUM_PAIRS = 6

@@ -12,9 +12,9 @@ from pathlib import Path
 import hydra
 import pytest
 
-from speechlab.evaluate import load_checkpoint
-from speechlab.evaluate import run as evaluate
-from speechlab.train import run as train
+from speechlab.checkpoint.recipe import load_checkpoint
+from speechlab.run.evaluate import run as evaluate
+from speechlab.run.train import run as train
 from tests.conftest import REPO, composed
 
 KWS = ["model=kws_cnn", "data=mini_commands"]

@@ -10,11 +10,11 @@ import pytest
 import soundfile as sf
 from omegaconf import OmegaConf
 
+from speechlab.checkpoint.recipe import load_checkpoint, restore_task
 from speechlab.cli import main, split_sentences
-from speechlab.evaluate import load_checkpoint, restore_task
-from speechlab.evaluate import run as evaluate
-from speechlab.train import build_datamodule
-from speechlab.train import run as train
+from speechlab.data.datamodule import build_datamodule
+from speechlab.run.evaluate import run as evaluate
+from speechlab.run.train import run as train
 from tests.conftest import composed
 from tests.integration.test_ctc import best_checkpoint
 

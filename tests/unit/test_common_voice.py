@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import speechlab.data.corpora.common_voice as common_voice
-from speechlab.audio import read_audio
-from speechlab.data.corpora.base import SPLITS, CorpusLayoutError, ScanReport
-from speechlab.data.corpora.common_voice import OFFICIAL_COLUMNS, CommonVoiceReader
+import speechlab.corpora.common_voice as common_voice
+from speechlab.audio.io import read_audio
+from speechlab.corpora.common_voice import OFFICIAL_COLUMNS, CommonVoiceReader
 from speechlab.data.dataset import SkippedExample, SpeechDataset
 from speechlab.data.manifest import load_or_build_manifest
-from speechlab.data.normalize import TextNormalizer
+from speechlab.data.reader import SPLITS, CorpusLayoutError, ScanReport
+from speechlab.text.normalize import TextNormalizer
 from tests.conftest import shared_data
 
 RATE = 48000

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechlab.data.corpora.base import CorpusLayoutError, ScanReport
-from speechlab.data.corpora.covost2 import CoVoST2Reader
+from speechlab.corpora.covost2 import CoVoST2Reader
 from speechlab.data.manifest import load_or_build_manifest
+from speechlab.data.reader import CorpusLayoutError, ScanReport
 from tests.conftest import shared_data
 
 RATE = 48000

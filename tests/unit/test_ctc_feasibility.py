@@ -7,13 +7,13 @@ from pathlib import Path
 
 import torch
 
-from speechlab.data.corpora.base import ScanReport
+from speechlab.audio.features import LogMelFrontend
 from speechlab.data.datamodule import SpeechDataModule
+from speechlab.data.reader import ScanReport
 from speechlab.data.utterance import Utterance
-from speechlab.features import LogMelFrontend
 from speechlab.nn.encoders import LSTMEncoder
 from speechlab.tasks.ctc import CTCTask
-from speechlab.text import CharTokenizer
+from speechlab.text.tokenizers import CharTokenizer
 
 
 class InMemoryReader:
@@ -59,6 +59,7 @@ def test_too_short_for_the_label_is_dropped_and_counted(tmp_path: Path) -> None:
         encoder=LSTMEncoder(40, hidden_size=16, num_layers=1),
         tokenizer=inputs["tokenizer"],
         optimizer=lambda params: torch.optim.SGD(params, lr=0.1),
+        decoding={"kind": "greedy"},
     )
     assert task.output_frames(8000) == 13
 

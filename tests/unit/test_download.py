@@ -15,9 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechlab.data.corpora.base import SPLITS, ScanReport
-from speechlab.data.corpora.speech_commands import SILENCE_LABEL, SpeechCommandsReader
-from speechlab.data.download import (
+from speechlab.corpora.download import (
     ChecksumError,
     DownloadError,
     UnsafeArchiveError,
@@ -25,6 +23,8 @@ from speechlab.data.download import (
     extract_tar,
     part_path,
 )
+from speechlab.corpora.speech_commands import SILENCE_LABEL, SpeechCommandsReader
+from speechlab.data.reader import SPLITS, ScanReport
 
 RATE = 16_000
 

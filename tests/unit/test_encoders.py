@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
+from speechlab.audio.features import lengths_to_mask
 from speechlab.nn.encoders import (
     ConformerEncoder,
     ConvEncoder,
@@ -19,7 +20,10 @@ from speechlab.nn.encoders import (
     conv_output_lengths,
 )
 from speechlab.nn.encoders.masking import MaskedBatchNorm, time_mask
+from speechlab.nn.encoders.pyramidal_lstm import PyramidalLSTMEncoder
+from speechlab.nn.kws_cnn import KeywordCNN
 from tests.conftest import CONF
+from tests.unit.conftest import padded
 
 N_MELS = 20
 
@@ -175,3 +179,36 @@ def test_encoder_config_instantiates(option: str):
         output, out_lengths = encoder.eval()(features, lengths)
     assert output.shape == (2, -(-50 // encoder.subsampling), encoder.output_dim)
     assert out_lengths.tolist() == encoder.output_lengths(lengths).tolist()
+
+
+def test_keyword_cnn_embedding_ignores_padding():
+    torch.manual_seed(0)
+    net = KeywordCNN(n_mels=40, channels=(8, 16), dropout=0.0).eval()
+    features = torch.randn(1, 40, 60)
+    padded = torch.cat([features, torch.zeros(1, 40, 40)], dim=-1)
+    short = net(features, torch.tensor([60]))
+    long = net(padded, torch.tensor([60]))
+    assert short.shape == (1, 16)
+    assert torch.allclose(short, long, atol=1e-5)
+
+
+def test_pyramidal_encoder_lengths_and_padding_invariance() -> None:
+    torch.manual_seed(0)
+    encoder = PyramidalLSTMEncoder(6, hidden_size=8, num_layers=3, reduction=8).eval()
+    features, lengths = padded([37, 20, 9, 1], 6)
+    features = features.transpose(1, 2)  # (B, n_mels, T)
+    with torch.no_grad():
+        output, out_lengths = encoder(features, lengths)
+        alone, alone_lengths = encoder(features[2:3, :, :9], lengths[2:3])
+    assert out_lengths.tolist() == [5, 3, 2, 1] == encoder.output_lengths(lengths).tolist()
+    assert output.shape == (4, 5, encoder.output_dim) and encoder.output_dim == 16
+    assert encoder.subsampling == 8
+    assert (output[~lengths_to_mask(out_lengths, 5)] == 0).all()
+    assert alone_lengths.tolist() == [2]
+    torch.testing.assert_close(alone, output[2:3, :2], atol=1e-6, rtol=1e-5)
+
+    keep_rate = PyramidalLSTMEncoder(6, hidden_size=8, num_layers=3, reduction=2)
+    assert keep_rate.output_lengths(lengths).tolist() == [19, 10, 5, 1]
+    for reduction, layers in ((6, 3), (16, 3)):
+        with pytest.raises(ValueError):
+            PyramidalLSTMEncoder(6, num_layers=layers, reduction=reduction)

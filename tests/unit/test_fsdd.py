@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechlab.data.corpora.base import SPLITS, CorpusLayoutError, ScanReport
-from speechlab.data.corpora.fsdd import DIGIT_WORDS, FSDDReader, split_by_take
+from speechlab.corpora.fsdd import DIGIT_WORDS, FSDDReader, split_by_take
+from speechlab.data.reader import SPLITS, CorpusLayoutError, ScanReport
 
 SHARED_FSDD = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "fsdd"
 RATE = 8_000

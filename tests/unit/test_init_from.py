@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from speechlab.init_from import apply_init_from, load_partial, without_init_from
+from speechlab.checkpoint.init_from import apply_init_from, load_partial, without_init_from
 
 
 class Model(nn.Module):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechlab.data.corpora.base import SPLITS, CorpusLayoutError, ScanReport
-from speechlab.data.corpora.ljspeech import LJSpeechReader, hash_split
+from speechlab.corpora.ljspeech import LJSpeechReader, hash_split
+from speechlab.data.reader import SPLITS, CorpusLayoutError, ScanReport
 from tests.conftest import shared_data
 
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechlab.audio import AudioError, probe
-from speechlab.data.corpora.base import CorpusLayoutError, ScanReport
+from speechlab.audio.io import AudioError, probe
 from speechlab.data.manifest import load_or_build_manifest
+from speechlab.data.reader import CorpusLayoutError, ScanReport
 from speechlab.data.utterance import Utterance
 
 

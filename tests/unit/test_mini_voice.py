@@ -12,10 +12,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechlab.audio import read_audio
-from speechlab.data.corpora.base import SPLITS, ScanReport
-from speechlab.data.corpora.common_voice import OFFICIAL_COLUMNS, CommonVoiceReader
-from speechlab.data.mini_voice import (
+from speechlab.audio.io import read_audio
+from speechlab.corpora.common_voice import OFFICIAL_COLUMNS, CommonVoiceReader
+from speechlab.corpora.embedded.common import (
+    FEMALE_VARIANTS,
+    LANGUAGES,
+    MALE_VARIANTS,
+    vocabulary,
+)
+from speechlab.corpora.embedded.mini_voice import (
     MARKER_NAME,
     SAMPLE_RATE,
     MiniVoiceParams,
@@ -24,9 +29,8 @@ from speechlab.data.mini_voice import (
     plan_clips,
     plan_sentences,
     plan_speakers,
-    vocabulary,
 )
-from speechlab.data.synth import FEMALE_VARIANTS, LANGUAGES, MALE_VARIANTS
+from speechlab.data.reader import SPLITS, ScanReport
 from tests.conftest import composed
 from tests.integration.test_configs import job_config
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from speechlab.data.normalize import RULES_VERSION, TextNormalizer
+from speechlab.text.normalize import RULES_VERSION, TextNormalizer
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechlab.audio import probe
-from speechlab.data.corpora.base import SPLITS, CorpusLayoutError, ScanReport
-from speechlab.data.corpora.speech_commands import (
+from speechlab.audio.io import probe
+from speechlab.corpora.speech_commands import (
     COMMAND_WORDS,
     COMMANDS12_LABELS,
     SILENCE_LABEL,
@@ -22,6 +21,7 @@ from speechlab.data.corpora.speech_commands import (
     noise_region,
     split_by_lists,
 )
+from speechlab.data.reader import SPLITS, CorpusLayoutError, ScanReport
 
 SHARED_SAMPLE = (
     Path(__file__).resolve().parents[2].parent

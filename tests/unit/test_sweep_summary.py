@@ -6,7 +6,7 @@ import csv
 import json
 from pathlib import Path
 
-from speechlab.sweep_summary import main
+from speechlab.run.sweep_summary import main
 
 COMMON = ["model=kws_cnn", "trainer.max_epochs=3"]
 

@@ -1,4 +1,4 @@
-"""Mel-cepstral distortion with DTW, and the phoneme symbol set."""
+"""Mel-cepstral distortion with DTW."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from speechlab.metrics import dtw_path, mel_cepstral_distortion
-from speechlab.text import PhonemeTokenizer, load_tokenizer, train_tokenizer
+from speechlab.tasks.synthesis_metrics import dtw_path, mel_cepstral_distortion
 
 
 def test_dtw_aligns_a_stretched_copy_at_zero_cost():
@@ -27,14 +26,3 @@ def test_mcd_is_zero_for_the_same_speech_at_another_tempo_and_grows_with_distort
     small = mel_cepstral_distortion(mel + 0.1 * torch.randn(40, 50), mel)
     large = mel_cepstral_distortion(mel + 1.0 * torch.randn(40, 50), mel)
     assert 0 < small < large
-
-
-def test_phoneme_symbols_come_from_espeak_and_survive_a_checkpoint():
-    tokenizer = train_tokenizer({"kind": "phoneme"}, ["the red cat", "two dogs"])
-    assert isinstance(tokenizer, PhonemeTokenizer)
-    assert "ð" in tokenizer.tokens and "æ" in tokenizer.tokens  # IPA, not letters
-    ids = tokenizer.encode("the cat")
-    assert tokenizer.decode(ids) == "ðə kˈæt"
-    restored = load_tokenizer(tokenizer.state())
-    assert isinstance(restored, PhonemeTokenizer) and restored.encode("the cat") == ids
-    assert "ʃ" in restored.unknown("the ship")  # no /ʃ/ in training

@@ -8,11 +8,11 @@ import time
 import pytest
 import torch
 
-from speechlab.audio import resample
-from speechlab.data.espeak import Espeak
-from speechlab.features import LogMelFrontend
+from speechlab.audio.features import LogMelFrontend
+from speechlab.audio.io import resample
 from speechlab.nn.tacotron2 import Tacotron2, diagonal_score, guided_attention_loss
-from speechlab.text import CharTokenizer
+from speechlab.text.espeak import Espeak
+from speechlab.text.tokenizers import CharTokenizer
 
 SENTENCES = [
     "the red cat sees two dogs",

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import hydra
 import lightning as L
 import torch
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from speechlab.data.collate import collate_examples
-from speechlab.data.corpora.base import SPLITS, CorpusReader
 from speechlab.data.dataset import SpeechDataset
 from speechlab.data.loader import ResumableDataLoader
 from speechlab.data.manifest import Manifest, load_or_build_manifest
+from speechlab.data.reader import SPLITS, CorpusReader
 from speechlab.data.sampler import DurationBucketSampler
 from speechlab.data.targets import ClassLabels, TokenTargets
 from speechlab.data.utterance import Utterance
-from speechlab.text import cached_tokenizer, save_tokenizer
+from speechlab.text.tokenizers import cached_tokenizer, save_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -304,3 +307,32 @@ class SpeechDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+
+def build_datamodule(
+    data_cfg: DictConfig | Mapping[str, Any],
+    target_field: str,
+    source_field: str | None = None,
+    lock_dir: str | Path | None = None,
+) -> SpeechDataModule:
+    """The datamodule for ``data_cfg`` (a ``data`` config node), set up for the task's
+    ``target_field`` (and ``source_field``, a second text the task learns from, if any).
+
+    With ``lock_dir``, data preparation (download, generation, manifest, tokenizer) runs under a
+    file lock there, so processes started together (DDP ranks, parallel sweep jobs) prepare the
+    corpus once: the first does the work, the others then find it ready.
+    """
+    extra = {"source_field": source_field} if source_field else {}
+    datamodule = hydra.utils.instantiate(data_cfg, target_field=target_field, **extra)
+    if lock_dir is None:
+        datamodule.prepare_data()
+    else:
+        Path(lock_dir).mkdir(parents=True, exist_ok=True)
+        with (Path(lock_dir) / ".prepare.lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                datamodule.prepare_data()
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    datamodule.setup()
+    return datamodule

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 
-from speechlab.audio import AudioError, read_audio
+from speechlab.audio.io import AudioError, read_audio
 from speechlab.data.utterance import Utterance
 
 

@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from speechlab.data.corpora.base import SPLITS, CorpusReader, ScanReport
+from speechlab.data.reader import SPLITS, CorpusReader, ScanReport
 from speechlab.data.utterance import Utterance
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from speechlab.data.utterance import Utterance
-from speechlab.text import Tokenizer
+from speechlab.text.tokenizers import Tokenizer
 
 
 class ClassLabels:

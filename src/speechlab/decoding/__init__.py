@@ -1,0 +1,1 @@
+"""Search: CTC and attention decoders, CTC prefix scores, n-gram LMs."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from speechlab.features import lengths_to_mask
+from speechlab.audio.features import lengths_to_mask
 
 
 class KeywordCNN(nn.Module):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from speechlab.features import lengths_to_mask
+from speechlab.audio.features import lengths_to_mask
 from speechlab.nn.attention import build_attention
 
 EOS = 0  # = SOS = the CTC blank

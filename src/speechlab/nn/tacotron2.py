@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechlab.features import lengths_to_mask
+from speechlab.audio.features import lengths_to_mask
 from speechlab.nn.attention import LocationAwareAttention
 
 __all__ = ["Tacotron2", "Tacotron2Output", "guided_attention_loss", "diagonal_score"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from speechlab.features import lengths_to_mask
+from speechlab.audio.features import lengths_to_mask
 from speechlab.nn.speller import SOS
 
 

@@ -1,0 +1,1 @@
+"""LightningModules, one per task: steps, losses, metrics, what they log."""

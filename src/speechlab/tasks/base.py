@@ -23,7 +23,8 @@ class SpeechTask(L.LightningModule):
     as ``Batch.sources``), and implement the steps. Features are computed here, on the device, after the batch is transferred.
 
     Args:
-        frontend: waveform -> features module (e.g. :class:`speechlab.features.LogMelFrontend`).
+        frontend: waveform -> features module (e.g.
+            :class:`speechlab.audio.features.LogMelFrontend`).
         optimizer: ``params -> Optimizer`` (a Hydra ``_partial_``).
         scheduler: ``(optimizer, total_steps) -> LRScheduler`` stepped every step, or ``None``.
         augment: feature augmentation applied in training only (e.g. torchaudio's SpecAugment).

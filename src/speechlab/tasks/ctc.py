@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -11,65 +11,11 @@ from torch import nn
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
 from speechlab.data.collate import Batch
-from speechlab.features import frame_lengths
-from speechlab.logging import log_table
+from speechlab.decoding.build import TextDecoder, build_ctc_decoder
+from speechlab.tasks.artifacts import log_table
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
-from speechlab.text import Tokenizer, load_tokenizer
-
-# (log_probs (B, T, V), lengths (B,)) -> B texts
-TextDecoder = Callable[[torch.Tensor, torch.Tensor], list[str]]
-DECODING_KINDS = ("greedy", "beam")
-
-
-def ctc_required_frames(target: torch.Tensor) -> int:
-    """Fewest CTC frames that can emit ``target`` ``(L,)``: one per label, plus a blank between
-    each pair of equal neighbours."""
-    if target.numel() == 0:
-        return 0
-    return int(target.numel() + (target[1:] == target[:-1]).sum())
-
-
-def ctc_length_problem(frames: int, target: torch.Tensor) -> str | None:
-    """The reason to drop an example whose ``frames`` CTC frames cannot emit ``target``."""
-    if frames < ctc_required_frames(target):
-        return "subsampled length shorter than the label (CTC cannot emit it)"
-    return None
-
-
-def encoder_frames(frontend: nn.Module, encoder: nn.Module, num_samples: int) -> int:
-    """Encoder frames ``encoder`` makes of a clip of ``num_samples`` samples."""
-    frames = frame_lengths(torch.tensor([num_samples]), frontend.hop_length)
-    return int(encoder.output_lengths(frames)[0])
-
-
-def batch_references(tokenizer: Tokenizer, batch: Batch) -> list[str]:
-    """The reference texts of ``batch``'s padded token targets."""
-    return [
-        tokenizer.decode(target[:length].tolist())
-        for target, length in zip(batch.targets, batch.target_lengths, strict=True)
-    ]
-
-
-def build_ctc_decoder(decoding: Mapping[str, Any], tokenizer: Tokenizer) -> TextDecoder:
-    """``{kind: greedy}`` or ``{kind: beam, beam_size, lexicon, lm, lm_weight, word_score, ...}``
-    -> ``(log_probs (B, T, V), lengths (B,)) -> texts``. With a lexicon, the text is the beam's
-    words (a word cut off at the end of the audio is not spelled out)."""
-    from speechlab.decoding.ctc import BeamSearchCTCDecoder, GreedyCTCDecoder
-
-    options = dict(decoding)
-    kind = options.pop("kind", "greedy")
-    if kind == "greedy":
-        greedy = GreedyCTCDecoder(blank=0)
-        return lambda log_probs, lengths: [tokenizer.decode(i) for i in greedy(log_probs, lengths)]
-    if kind != "beam":
-        raise ValueError(f"model.decoding.kind must be one of {DECODING_KINDS}, got {kind!r}")
-    options.setdefault("word_delimiter", tokenizer.word_delimiter)
-    beam = BeamSearchCTCDecoder(tokens=tokenizer.tokens, blank=0, **options)
-    if options.get("lexicon"):
-        return lambda log_probs, lengths: [
-            " ".join(hyp.words) for hyp in beam.decode(log_probs, lengths)
-        ]
-    return lambda log_probs, lengths: [tokenizer.decode(i) for i in beam(log_probs, lengths)]
+from speechlab.tasks.recognition import batch_references, ctc_length_problem, encoder_frames
+from speechlab.text.tokenizers import load_tokenizer
 
 
 class CTCTask(SpeechTask):
@@ -82,7 +28,9 @@ class CTCTask(SpeechTask):
 
     Args:
         tokenizer: a saved tokenizer (``Tokenizer.state()``), given by the datamodule.
-        decoding: decoder options, see :func:`build_ctc_decoder`.
+        decoding: decoder options (``kind`` and, for beam search, the arguments of
+            :class:`speechlab.decoding.ctc.BeamSearchCTCDecoder`); the model config gives them,
+            see :func:`speechlab.decoding.build.build_ctc_decoder`.
         num_logged_samples: reference/hypothesis pairs logged per validation epoch.
     """
 
@@ -96,7 +44,8 @@ class CTCTask(SpeechTask):
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         augment: nn.Module | None = None,
-        decoding: Mapping[str, Any] | None = None,
+        *,
+        decoding: Mapping[str, Any],
         num_logged_samples: int = 8,
         monitor: str = "val/cer",
         monitor_mode: str = "min",
@@ -105,7 +54,7 @@ class CTCTask(SpeechTask):
         self.tokenizer = load_tokenizer(tokenizer)
         self.encoder = encoder
         self.head = nn.Linear(encoder.output_dim, self.tokenizer.vocab_size)
-        self.decoding = dict(decoding or {"kind": "greedy"})
+        self.decoding = dict(decoding)
         self.num_logged_samples = num_logged_samples
         self._decoder: TextDecoder | None = None
         self._greedy = build_ctc_decoder({"kind": "greedy"}, self.tokenizer)

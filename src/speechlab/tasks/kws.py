@@ -10,7 +10,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from speechlab.data.collate import Batch
-from speechlab.logging import log_figure
+from speechlab.tasks.artifacts import log_figure
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
 
 

@@ -13,8 +13,7 @@ Token convention (see :mod:`speechlab.nn.speller`): id 0 is the CTC blank and th
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -23,154 +22,16 @@ from torch import nn
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
 from speechlab.data.collate import Batch
-from speechlab.decoding.attention import (
-    FusionLM,
-    TokenNGramLM,
-    WordNGramLM,
-    beam_search,
-    greedy_search,
-)
-from speechlab.logging import log_figure, log_table
+from speechlab.decoding.build import AttentionDecoder, build_attention_decoder
+from speechlab.nn.las import CTCHead, SpellerFactory, build_speller
 from speechlab.nn.speller import append_eos, label_smoothed_nll
+from speechlab.tasks.artifacts import log_figure, log_table
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
-from speechlab.tasks.ctc import batch_references, ctc_length_problem, encoder_frames
-from speechlab.text import load_tokenizer
+from speechlab.tasks.figures import attention_figure
+from speechlab.tasks.recognition import batch_references, ctc_length_problem, encoder_frames
+from speechlab.text.tokenizers import Tokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
-
-DECODING_KINDS = ("greedy", "beam")
-LM_UNITS = ("word", "token")
-DEFAULT_DECODING: dict[str, Any] = {
-    "kind": "beam",  # greedy | beam
-    "beam_size": 5,
-    "ctc_weight": 0.3,  # weight of the CTC prefix score in beam search (needs the CTC head)
-    "length_penalty": 0.0,  # rank finished hypotheses by score / (tokens + 1) ** length_penalty
-    "max_length_ratio": 2.0,  # most output tokens per encoder frame (and per CTC frame)
-    "max_length": 256,  # absolute cap on output tokens
-    "ctc_pre_beam": None,  # CTC-score only this many candidates per hypothesis (None: all)
-    "lm": None,  # ARPA n-gram file for shallow fusion (see `speechlab build-lm`)
-    "lm_unit": "word",  # word: an LM over words; token: an LM over the tokenizer's symbols
-    "lm_weight": 0.3,
-}
-
-SpellerFactory = Callable[..., nn.Module]
-
-
-@dataclass
-class AttentionDecoder:
-    """Decoding options, bound to an LM if any: call it with the speller and encoder output.
-
-    ``kind="greedy"`` runs :func:`greedy_search` (no CTC, no LM); ``kind="beam"`` runs the
-    batched :func:`beam_search` with joint CTC scoring (``ctc_weight > 0`` and CTC
-    log-probabilities given) and shallow fusion with ``lm`` (``lm_weight``).
-    """
-
-    kind: str = "beam"
-    beam_size: int = 5
-    ctc_weight: float = 0.3
-    length_penalty: float = 0.0
-    max_length_ratio: float = 2.0
-    max_length: int = 256
-    ctc_pre_beam: int | None = None
-    lm: FusionLM | None = None
-    lm_weight: float = 0.0
-
-    def __call__(
-        self,
-        speller: nn.Module,
-        encoded: torch.Tensor,
-        encoded_lengths: torch.Tensor,
-        ctc_log_probs: torch.Tensor | None = None,
-        ctc_lengths: torch.Tensor | None = None,
-    ) -> list[list[int]]:
-        """Token ids (no ``<eos>``) of the ``B`` utterances of ``encoded`` ``(B, T, D)``."""
-        if self.kind == "greedy":
-            return greedy_search(
-                speller, encoded, encoded_lengths, self.max_length_ratio, self.max_length
-            )
-        ctc_weight = self.ctc_weight if ctc_log_probs is not None else 0.0
-        return beam_search(
-            speller,
-            encoded,
-            encoded_lengths,
-            beam_size=self.beam_size,
-            max_length_ratio=self.max_length_ratio,
-            max_length=self.max_length,
-            length_penalty=self.length_penalty,
-            ctc_weight=ctc_weight,
-            ctc_log_probs=ctc_log_probs if ctc_weight > 0 else None,
-            ctc_lengths=ctc_lengths,
-            lm=self.lm,
-            lm_weight=self.lm_weight if self.lm is not None else 0.0,
-            ctc_pre_beam=self.ctc_pre_beam,
-        )
-
-
-def build_attention_decoder(
-    decoding: Mapping[str, Any], tokens: list[str], word_delimiter: str | None
-) -> AttentionDecoder:
-    """``{kind, beam_size, ctc_weight, length_penalty, max_length_ratio, max_length,
-    ctc_pre_beam, lm, lm_unit, lm_weight}`` (see :data:`DEFAULT_DECODING`) -> a decoder."""
-    options = {**DEFAULT_DECODING, **decoding}
-    unknown = sorted(set(options) - set(DEFAULT_DECODING))
-    if unknown:
-        raise ValueError(
-            f"unknown LAS decoding option(s) {unknown}; the options are "
-            f"{sorted(DEFAULT_DECODING)} (attention decoding takes no lexicon: a word LM "
-            "scores each word as the speller completes it)"
-        )
-    kind = options["kind"]
-    if kind not in DECODING_KINDS:
-        raise ValueError(f"model.decoding.kind must be one of {DECODING_KINDS}, got {kind!r}")
-    unit = options["lm_unit"]
-    if unit not in LM_UNITS:
-        raise ValueError(f"model.decoding.lm_unit must be one of {LM_UNITS}, got {unit!r}")
-    if not 0.0 <= float(options["ctc_weight"]) <= 1.0:
-        raise ValueError(
-            f"model.decoding.ctc_weight must be in [0, 1], got {options['ctc_weight']}"
-        )
-    lm: FusionLM | None = None
-    if options["lm"] and kind == "beam":
-        if unit == "token":
-            lm = TokenNGramLM(options["lm"], tokens)
-        else:
-            lm = WordNGramLM(options["lm"], tokens, word_delimiter=word_delimiter)
-    elif options["lm"]:
-        log.warning("model.decoding.lm is only used by beam search (kind=beam); greedy ignores it")
-    pre_beam = options["ctc_pre_beam"]
-    return AttentionDecoder(
-        kind=kind,
-        beam_size=int(options["beam_size"]),
-        ctc_weight=float(options["ctc_weight"]),
-        length_penalty=float(options["length_penalty"]),
-        max_length_ratio=float(options["max_length_ratio"]),
-        max_length=int(options["max_length"]),
-        ctc_pre_beam=None if pre_beam is None else int(pre_beam),
-        lm=lm,
-        lm_weight=float(options["lm_weight"]),
-    )
-
-
-def attention_figure(weights: torch.Tensor, output_tokens: list[str], title: str):
-    """A matplotlib figure of attention ``weights`` ``(L + 1, T)`` (one row per output token)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    steps, frames = weights.shape
-    figure, axis = plt.subplots(figsize=(min(16.0, 2.0 + 0.12 * frames), 1.5 + 0.18 * steps))
-    image = axis.imshow(
-        weights.float().numpy(), aspect="auto", origin="lower", interpolation="nearest"
-    )
-    axis.set_xlabel("encoder frame")
-    axis.set_ylabel("output token")
-    if steps <= 80:
-        axis.set_yticks(range(steps))
-        axis.set_yticklabels(output_tokens, fontsize=7)
-    axis.set_title(title, fontsize=9)
-    figure.colorbar(image, ax=axis, fraction=0.03, pad=0.02)
-    return figure
 
 
 class LASTask(SpeechTask):
@@ -198,18 +59,14 @@ class LASTask(SpeechTask):
         tokenizer: a saved tokenizer (``Tokenizer.state()``), given by the datamodule.
         optimizer, scheduler, augment: see :class:`SpeechTask`.
         ctc_weight: weight ``lambda`` in ``[0, 1)`` of the CTC loss; 0 drops the CTC head.
-        source_tokenizer: a saved tokenizer of a source text (``Batch.sources``) that the CTC
-            head learns instead of the targets (speech translation: the source transcript).
-            The CTC head then cannot score target prefixes, so decoding is attention only.
         ctc_upsampling: CTC frames per encoder frame: the head predicts this many token
-            distributions per frame. CTC needs a frame per label (plus one between repeated
-            labels), which a heavily subsampled encoder (8x: 80 ms frames) does not have for
-            fast speech; 2 gives 40 ms CTC frames there.
+            distributions per frame (see :class:`speechlab.nn.las.CTCHead`).
         label_smoothing: of the attention cross-entropy.
         sampling_rate: scheduled-sampling probability (after the ramp).
         sampling_ramp_epochs: epochs over which the rate grows linearly from 0 (0: constant).
         gradient_clip: gradient-norm clipping when the trainer sets none (``None``: no clipping).
-        decoding: options of test/transcribe decoding, see :data:`DEFAULT_DECODING`.
+        decoding: options of test/transcribe decoding: every option of
+            :data:`speechlab.decoding.build.ATTENTION_OPTIONS` (the model config gives them).
         num_logged_samples: reference/hypothesis pairs logged per validation epoch.
         monitor, monitor_mode: see :class:`SpeechTask`.
     """
@@ -227,13 +84,13 @@ class LASTask(SpeechTask):
         scheduler: SchedulerFactory | None = None,
         augment: nn.Module | None = None,
         ctc_weight: float = 0.3,
-        source_tokenizer: Mapping[str, Any] | None = None,
         ctc_upsampling: int = 1,
         label_smoothing: float = 0.1,
         sampling_rate: float = 0.1,
         sampling_ramp_epochs: int = 0,
         gradient_clip: float | None = 5.0,
-        decoding: Mapping[str, Any] | None = None,
+        *,
+        decoding: Mapping[str, Any],
         num_logged_samples: int = 8,
         monitor: str = "val/cer",
         monitor_mode: str = "min",
@@ -246,15 +103,12 @@ class LASTask(SpeechTask):
         if not 0.0 <= sampling_rate <= 1.0:
             raise ValueError(f"sampling_rate must be in [0, 1], got {sampling_rate}")
         self.tokenizer = load_tokenizer(tokenizer)
-        self.source_tokenizer = load_tokenizer(source_tokenizer) if source_tokenizer else None
-        vocab_size = self.tokenizer.vocab_size
-        ctc_vocab_size = (self.source_tokenizer or self.tokenizer).vocab_size
         self.encoder = encoder
-        self.speller = _build_speller(speller, vocab_size, encoder.output_dim)
+        self.speller = build_speller(speller, self.tokenizer.vocab_size, encoder.output_dim)
         self.ctc_weight = float(ctc_weight)
         self.ctc_upsampling = int(ctc_upsampling)
         self.ctc_head = (
-            nn.Linear(encoder.output_dim, ctc_vocab_size * self.ctc_upsampling)
+            CTCHead(encoder.output_dim, self.ctc_tokenizer.vocab_size, self.ctc_upsampling)
             if self.ctc_weight > 0
             else None
         )
@@ -263,13 +117,27 @@ class LASTask(SpeechTask):
         self.sampling_ramp_epochs = sampling_ramp_epochs
         self.gradient_clip = gradient_clip
         self.num_logged_samples = num_logged_samples
-        self.decoding: dict[str, Any] = {**DEFAULT_DECODING, **(decoding or {})}
+        self.decoding: dict[str, Any] = dict(decoding)
         self._decoder: AttentionDecoder | None = None
         build_attention_decoder({**self.decoding, "lm": None}, [], None)  # check the options
         self._init_metrics()
         self.samples: list[tuple[str, ...]] = []
         self.predictions: list[tuple[str, ...]] = []
         self._alignment: tuple[torch.Tensor, list[str], str] | None = None
+
+    @property
+    def ctc_tokenizer(self) -> Tokenizer:
+        """The tokenizer of what the CTC head spells: the targets' here."""
+        return self.tokenizer
+
+    def _ctc_targets(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The padded token ids ``(B, L)`` and lengths ``(B,)`` the CTC head learns."""
+        assert batch.target_lengths is not None
+        return batch.targets, batch.target_lengths
+
+    def _no_ctc_scores(self) -> str | None:
+        """Why decoding cannot use CTC prefix scores of the targets, or ``None`` if it can."""
+        return "this model has no CTC head" if self.ctc_head is None else None
 
     def _init_metrics(self) -> None:
         """The metric modules of validation and test (WER and CER here)."""
@@ -298,12 +166,8 @@ class LASTask(SpeechTask):
         encoded, encoded_lengths = self.encoder(features, lengths)
         if self.ctc_head is None:
             return encoded, encoded_lengths, None, None
-        logits = self.ctc_head(encoded)
-        batch, frames, _ = logits.shape
-        logits = logits.reshape(batch, frames * self.ctc_upsampling, -1)
-        with torch.autocast(device_type=logits.device.type, enabled=False):
-            log_probs = logits.float().log_softmax(dim=-1)
-        return encoded, encoded_lengths, log_probs, encoded_lengths * self.ctc_upsampling
+        log_probs, ctc_lengths = self.ctc_head(encoded, encoded_lengths)
+        return encoded, encoded_lengths, log_probs, ctc_lengths
 
     def forward(
         self,
@@ -334,8 +198,8 @@ class LASTask(SpeechTask):
         return encoder_frames(self.frontend, self.encoder, num_samples)
 
     def check_example(self, num_samples: int, target: torch.Tensor) -> str | None:
-        if self.ctc_head is None or self.source_tokenizer is not None:
-            return None  # CTC on the source: zero_infinity drops the rare impossible one
+        if self.ctc_head is None:
+            return None
         return ctc_length_problem(self.output_frames(num_samples) * self.ctc_upsampling, target)
 
     @property
@@ -359,11 +223,9 @@ class LASTask(SpeechTask):
         """The test/transcribe decoder built from :attr:`decoding` (its LM loaded once)."""
         if self._decoder is None:
             decoding = dict(self.decoding)
-            if self.ctc_head is None and decoding.get("ctc_weight"):
-                log.info("model.decoding.ctc_weight ignored: this model has no CTC head")
-                decoding["ctc_weight"] = 0.0
-            if self.source_tokenizer is not None and decoding.get("ctc_weight"):
-                log.info("model.decoding.ctc_weight ignored: the CTC head spells the source")
+            why = self._no_ctc_scores()
+            if why and decoding.get("ctc_weight"):
+                log.info("model.decoding.ctc_weight ignored: %s", why)
                 decoding["ctc_weight"] = 0.0
             self._decoder = build_attention_decoder(
                 decoding, self.tokenizer.tokens, self.tokenizer.word_delimiter
@@ -372,11 +234,7 @@ class LASTask(SpeechTask):
 
     def _greedy(self) -> AttentionDecoder:
         """Greedy search within the length limits of :attr:`decoding` (validation)."""
-        return AttentionDecoder(
-            kind="greedy",
-            max_length_ratio=float(self.decoding["max_length_ratio"]),
-            max_length=int(self.decoding["max_length"]),
-        )
+        return build_attention_decoder({**self.decoding, "kind": "greedy", "lm": None}, [], None)
 
     def _decode(
         self,
@@ -414,15 +272,7 @@ class LASTask(SpeechTask):
         loss = attention_loss
         if outputs["ctc_log_probs"] is not None:
             log_probs = outputs["ctc_log_probs"]
-            ctc_targets, ctc_target_lengths = batch.targets, batch.target_lengths
-            if self.source_tokenizer is not None:
-                if batch.sources is None:
-                    raise ValueError(
-                        "this model's CTC head learns the source text, but the batch has no "
-                        "sources; build the datamodule with source_field='text' (train.py does "
-                        "for a task with source_field)"
-                    )
-                ctc_targets, ctc_target_lengths = batch.sources, batch.source_lengths
+            ctc_targets, ctc_target_lengths = self._ctc_targets(batch)
             with torch.autocast(device_type=log_probs.device.type, enabled=False):
                 ctc_loss = F.ctc_loss(
                     log_probs.transpose(0, 1),
@@ -526,16 +376,3 @@ class LASTask(SpeechTask):
         value = gradient_clip_val if gradient_clip_val is not None else self.gradient_clip
         if value:
             self.clip_gradients(optimizer, value, gradient_clip_algorithm)
-
-
-def _build_speller(
-    speller: SpellerFactory | Mapping[str, Any] | nn.Module, vocab_size: int, encoder_dim: int
-) -> nn.Module:
-    """The speller for ``vocab_size`` tokens over ``encoder_dim``-wide encoder frames."""
-    if isinstance(speller, nn.Module):
-        return speller
-    if isinstance(speller, Mapping) or hasattr(speller, "_target_"):
-        import hydra
-
-        return hydra.utils.instantiate(speller, vocab_size=vocab_size, encoder_dim=encoder_dim)
-    return speller(vocab_size=vocab_size, encoder_dim=encoder_dim)

@@ -3,8 +3,9 @@
 The model is :class:`~speechlab.tasks.las.LASTask`'s: an encoder over the features, an
 attention decoder (the LSTM speller, or a Transformer decoder by config) over a SentencePiece
 vocabulary of the translations, and an optional auxiliary CTC head that spells the *source*
-transcript with its own (character) tokenizer. Only the target, the metrics and the prediction
-rows differ: BLEU (sacreBLEU's 13a tokenization) and chrF on detokenized text, both on a
+transcript with its own (character) tokenizer; that CTC head cannot score translations, so
+decoding is attention only. Otherwise only the target, the metrics and the prediction rows
+differ: BLEU (sacreBLEU's 13a tokenization) and chrF on detokenized text, both on a
 0-100 scale, and predictions with the source transcript beside reference and hypothesis.
 """
 
@@ -13,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import nn
 from torchmetrics.text import CHRFScore, SacreBLEUScore
 
 from speechlab.data.collate import Batch
 from speechlab.tasks.las import LASTask
-from speechlab.text import Tokenizer
+from speechlab.text.tokenizers import Tokenizer, load_tokenizer
 
 SPLITS = ("val", "test")
 
@@ -28,7 +30,11 @@ class STTask(LASTask):
 
     The CTC head (``ctc_weight > 0``) learns the source transcript (``Utterance.text``) with
     ``source_tokenizer``; decoding is attention only (greedy in validation, ``decoding`` at
-    test). Validation monitors ``val/bleu`` (max). See :class:`LASTask` for the arguments.
+    test). Validation monitors ``val/bleu`` (max). See :class:`LASTask` for the other arguments.
+
+    Args:
+        source_tokenizer: the saved tokenizer of the source transcript (``Batch.sources``),
+            which the CTC head learns; given by the datamodule.
     """
 
     target_field = "translation"
@@ -48,13 +54,34 @@ class STTask(LASTask):
                 "STTask needs source_tokenizer (the tokenizer of the source transcript); the "
                 "datamodule gives it when built with source_field='text' (train.py does)"
             )
+        # Set before LASTask.__init__, which sizes the CTC head by ``ctc_tokenizer``.
+        self.source_tokenizer = load_tokenizer(source_tokenizer)
         super().__init__(
             *args,
-            source_tokenizer=source_tokenizer,
             monitor=monitor,
             monitor_mode=monitor_mode,
             **kwargs,
         )
+
+    @property
+    def ctc_tokenizer(self) -> Tokenizer:
+        """The CTC head spells the source transcript."""
+        return self.source_tokenizer
+
+    def _ctc_targets(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        if batch.sources is None or batch.source_lengths is None:
+            raise ValueError(
+                "this model's CTC head learns the source text, but the batch has no "
+                "sources; build the datamodule with source_field='text' (train.py does "
+                "for a task with source_field)"
+            )
+        return batch.sources, batch.source_lengths
+
+    def check_example(self, num_samples: int, target: torch.Tensor) -> str | None:
+        return None  # CTC on the source: zero_infinity drops the rare impossible one
+
+    def _no_ctc_scores(self) -> str | None:
+        return super()._no_ctc_scores() or "the CTC head spells the source"
 
     def _init_metrics(self) -> None:
         self.bleu = nn.ModuleDict({split: SacreBLEUScore(tokenize="13a") for split in SPLITS})

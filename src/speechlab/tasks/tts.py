@@ -13,60 +13,19 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.text import CharErrorRate
 
+from speechlab.audio.features import lengths_to_mask
 from speechlab.data.collate import Batch
-from speechlab.features import lengths_to_mask
-from speechlab.logging import log_audio, log_figure
-from speechlab.metrics import IntelligibilityJudge, mel_cepstral_distortion
 from speechlab.nn.tacotron2 import Tacotron2, Tacotron2Output, diagonal_score, guided_attention_loss
 from speechlab.nn.vocoders.griffin_lim import GriffinLimVocoder
+from speechlab.tasks.artifacts import log_audio, log_figure
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
-from speechlab.text import load_tokenizer
+from speechlab.tasks.figures import alignment_figure, mel_figure
+from speechlab.tasks.synthesis_metrics import IntelligibilityJudge, mel_cepstral_distortion
+from speechlab.text.tokenizers import load_tokenizer
 
 log = logging.getLogger(__name__)
 
 ModelFactory = Callable[..., Tacotron2]
-
-
-def mel_figure(predicted: torch.Tensor, target: torch.Tensor | None, title: str):
-    """Predicted (and target) log-mels ``(n_mels, T)`` one above the other."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    panels = [("predicted", predicted)] + ([("target", target)] if target is not None else [])
-    frames = max(m.shape[-1] for _, m in panels)
-    figure, _ = plt.subplots(
-        len(panels), 1, figsize=(min(16.0, 3.0 + frames / 30), 2.2 * len(panels)), squeeze=False
-    )
-    axes = list(figure.axes)
-    for axis, (name, mel) in zip(axes, panels, strict=True):
-        axis.imshow(mel.float().cpu().numpy(), aspect="auto", origin="lower", interpolation="none")
-        axis.set_ylabel(f"{name}\nmel band")
-    axes[0].set_title(title, fontsize=9)
-    axes[-1].set_xlabel("frame")
-    return figure
-
-
-def alignment_figure(alignment: torch.Tensor, title: str):
-    """Attention ``(S, L)``: decoder step against input symbol."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    steps, symbols = alignment.shape
-    figure, axis = plt.subplots(
-        figsize=(min(12.0, 2.5 + symbols / 12), min(10.0, 2.0 + steps / 25))
-    )
-    image = axis.imshow(
-        alignment.float().cpu().numpy(), aspect="auto", origin="lower", interpolation="none"
-    )
-    axis.set_xlabel("input symbol")
-    axis.set_ylabel("decoder step")
-    axis.set_title(title, fontsize=9)
-    figure.colorbar(image, ax=axis, fraction=0.03, pad=0.02)
-    return figure
 
 
 class TTSTask(SpeechTask):
@@ -83,7 +42,8 @@ class TTSTask(SpeechTask):
     predicted-vs-target mel images and attention images.
 
     Args:
-        frontend: :class:`speechlab.features.LogMelFrontend` with ``normalize`` global or none.
+        frontend: :class:`speechlab.audio.features.LogMelFrontend` with ``normalize`` global or
+            none.
         model: ``(vocab_size, n_mels) -> Tacotron2`` (a Hydra ``_partial_``).
         tokenizer: the symbol set (``Tokenizer.state()``), given by the datamodule.
         vocoder: log-mel -> waveform; ``None`` = Griffin-Lim with the frontend's settings.

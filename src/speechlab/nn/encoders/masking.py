@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechlab.features import lengths_to_mask
+from speechlab.audio.features import lengths_to_mask
 
 
 def time_mask(lengths: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,196 @@
+"""Resumable runs: ``last.ckpt`` written atomically and often, random state, preemption signals.
+
+A run killed at any moment (SIGKILL, node failure) resumes from ``checkpoints/last.ckpt`` with
+``ckpt_path=last``: the same epoch and batch position (the train loader is stateful, see
+:class:`speechlab.data.loader.ResumableDataLoader`), optimizer, scheduler, callbacks and random
+state, so it ends where an uninterrupted run with the same seed ends. SIGTERM and SIGUSR1 (what
+clusters send before preempting or at a job's time limit) save ``last.ckpt`` before the process
+exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, Checkpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+log = logging.getLogger(__name__)
+
+LAST_NAME = "last.ckpt"
+
+
+class LastCheckpoint(Checkpoint):
+    """Keep ``<dirpath>/last.ckpt`` current: every ``every_n_train_steps`` steps, at the end of
+    every epoch, and when the run is stopped by SIGTERM/SIGUSR1 (or fails with an exception).
+
+    The file is written next to its final name and renamed over it, so a kill during the write
+    leaves the previous ``last.ckpt`` intact. SIGUSR1 is handled only when nothing else (such as
+    Lightning's SLURM auto-requeue) has claimed it.
+
+    Args:
+        dirpath: the run's checkpoint folder.
+        every_n_train_steps: save every this many optimizer steps; 0 saves only at epoch ends.
+    """
+
+    def __init__(self, dirpath: str | Path, every_n_train_steps: int = 100) -> None:
+        if every_n_train_steps < 0:
+            raise ValueError(f"every_n_train_steps must be >= 0, got {every_n_train_steps}")
+        self.dirpath = Path(dirpath)
+        self.every_n_train_steps = every_n_train_steps
+        self._last_saved_step = -1
+        self._previous_sigusr1: Any = None
+
+    @property
+    def path(self) -> Path:
+        return self.dirpath / LAST_NAME
+
+    def save(self, trainer: L.Trainer, again: bool = True) -> None:
+        """Write ``last.ckpt`` (all ranks call this; rank 0 writes); ``again=False`` skips a step
+        that was saved already."""
+        if trainer.sanity_checking or (not again and trainer.global_step == self._last_saved_step):
+            return
+        partial = self.dirpath / f".{LAST_NAME}.partial"
+        trainer.save_checkpoint(partial)
+        if trainer.is_global_zero:
+            os.replace(partial, self.path)
+        trainer.strategy.barrier("last_checkpoint")
+        self._last_saved_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if self.every_n_train_steps and step and step % self.every_n_train_steps == 0:
+            self.save(trainer, again=False)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # After the epoch's validation and the callbacks that judge it (early stopping, best
+        # checkpoint): a resume from here starts the next epoch with all of them up to date.
+        self.save(trainer)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if trainer.state.fn != "fit":
+            return
+        if not isinstance(exception, SIGTERMException):
+            # Mid-step failures leave the loop counters half-advanced: keep the last good file.
+            if self.path.is_file():
+                log.error(
+                    "training failed at epoch %d, step %d; %s holds the state of step %d. Fix the "
+                    "cause, then resume with ckpt_path=last hydra.run.dir=%s",
+                    trainer.current_epoch,
+                    trainer.global_step,
+                    self.path,
+                    max(self._last_saved_step, 0),
+                    trainer.default_root_dir,
+                )
+            return
+        self.save(trainer)
+        log.warning(
+            "training stopped by a signal at epoch %d, step %d; saved %s. Resume with "
+            "ckpt_path=last hydra.run.dir=%s",
+            trainer.current_epoch,
+            trainer.global_step,
+            self.path,
+            trainer.default_root_dir,
+        )
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if hasattr(signal, "SIGUSR1") and signal.getsignal(signal.SIGUSR1) in (
+            signal.SIG_DFL,
+            None,
+        ):
+            connector = trainer._signal_connector
+
+            def stop_after_this_batch(signum, frame) -> None:
+                log.info("received signal %d: saving last.ckpt after this batch", signum)
+                connector.received_sigterm = True  # Lightning stops at the batch end
+
+            self._previous_sigusr1 = signal.signal(signal.SIGUSR1, stop_after_this_batch)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.save(trainer, again=False)
+        self._restore_sigusr1()
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        self._restore_sigusr1()
+
+    def _restore_sigusr1(self) -> None:
+        if self._previous_sigusr1 is not None:
+            signal.signal(signal.SIGUSR1, self._previous_sigusr1)
+            self._previous_sigusr1 = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"dirpath": str(self.dirpath)}
+
+
+class ExactResume(Callback):
+    """What Lightning leaves out of a resume, so a resumed run continues exactly where it was.
+
+    - The train loader's position: Lightning restores a stateful loader only if it has not
+      iterated it yet, but a scheduler asking ``trainer.estimated_stepping_batches`` makes it
+      iterate before the checkpoint is loaded. Here the saved position is loaded when the training
+      loop starts, and the epoch's iterator restarted from it.
+    - The Python, NumPy and torch (CPU and CUDA) random states, saved with every checkpoint and put
+      back at the same moment, so SpecAugment and dropout draw what they would have drawn.
+
+    Stored as tensors and lists only, so ``torch.load(weights_only=True)`` still reads the file.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        python_version, python_state, python_gauss = random.getstate()
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        state: dict[str, Any] = {
+            "python": [python_version, list(python_state), python_gauss],
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        fit_loop = trainer.fit_loop
+        loader_states, fit_loop._combined_loader_states_to_load = (
+            fit_loop._combined_loader_states_to_load,
+            [],
+        )
+        random_state, self._pending = self._pending, None
+        if not loader_states or fit_loop._combined_loader is None or fit_loop._data_fetcher is None:
+            if random_state is not None:
+                _set_random_state(random_state)
+            return
+        fit_loop._combined_loader._load_state_dicts(loader_states)
+        at_epoch_start = all(
+            getattr(loader, "at_epoch_start", False)
+            for loader in fit_loop._combined_loader.flattened
+        )
+        # Creating a loader iterator draws a seed from torch's generator. An uninterrupted run drew
+        # it before a mid-epoch checkpoint was saved, but after an end-of-epoch one.
+        if at_epoch_start and random_state is not None:
+            _set_random_state(random_state)
+        iter(fit_loop._data_fetcher)  # the resumed epoch restarts at the restored position
+        if not at_epoch_start and random_state is not None:
+            _set_random_state(random_state)
+
+
+def _set_random_state(state: dict[str, Any]) -> None:
+    version, python_state, gauss = state["python"]
+    random.setstate((version, tuple(python_state), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,1 @@
+"""The offline generators of the embedded corpora, each writing a real corpus layout."""

@@ -1,0 +1,1 @@
+"""The Hydra runner: train, evaluate, resume, run records, sweep summaries, loggers, reports."""

@@ -1,0 +1,53 @@
+"""The callback every run gets besides the checkpoint ones: the report of skipped audio."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+log = logging.getLogger(__name__)
+
+
+class SkippedAudioReport(Callback):
+    """List each audio file that failed to decode once in the run log, and in ``skipped_audio.tsv``."""
+
+    def __init__(self) -> None:
+        self.skipped: dict[str, str] = {}
+
+    def _collect(self, trainer: L.Trainer, batch: Any) -> None:
+        for path, reason in getattr(batch, "skipped", ()):
+            if path not in self.skipped:
+                self.skipped[path] = reason
+                if trainer.is_global_zero:
+                    log.warning("skipped audio file %s: %s", path, reason)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._collect(trainer, batch)
+
+    def on_validation_batch_start(
+        self, trainer, pl_module, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        self._collect(trainer, batch)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect(trainer, batch)
+
+    def _write(self, trainer: L.Trainer) -> None:
+        if not self.skipped or not trainer.is_global_zero:
+            return
+        path = Path(trainer.default_root_dir) / "skipped_audio.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{p}\t{r}\n" for p, r in sorted(self.skipped.items())))
+        log.warning(
+            "%d audio file(s) could not be decoded and were skipped: %s", len(self.skipped), path
+        )
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self._write(trainer)
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self._write(trainer)

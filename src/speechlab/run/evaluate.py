@@ -1,0 +1,47 @@
+"""Evaluate a checkpoint on the test split of the corpus it was trained on (or another)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from speechlab.checkpoint.recipe import RECIPE_KEY, load_checkpoint, restore_task
+from speechlab.data.datamodule import build_datamodule
+from speechlab.run.callbacks import SkippedAudioReport
+from speechlab.run.reports import plain_metrics, print_metrics, write_metrics, write_predictions
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Test ``cfg.ckpt_path``; write ``metrics.json`` and ``predictions.tsv`` into the run dir."""
+    checkpoint = load_checkpoint(cfg.ckpt_path)
+    recipe = checkpoint[RECIPE_KEY]
+    data_cfg = OmegaConf.merge(OmegaConf.create(recipe["data"]), cfg.get("data") or {})
+    # the model's own labels or tokenizers, never retrained
+    for key in ("labels", "tokenizer", "source_tokenizer"):
+        if key in recipe["task_inputs"]:
+            data_cfg[key] = recipe["task_inputs"][key]
+    task = restore_task(checkpoint)
+    if cfg.get("decoding"):
+        if not hasattr(task, "set_decoding"):
+            raise ValueError(f"decoding options do not apply to a {type(task).__name__}")
+        task.set_decoding(OmegaConf.to_container(cfg.decoding, resolve=True))
+    datamodule = build_datamodule(data_cfg, task.target_field, getattr(task, "source_field", None))
+
+    trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[SkippedAudioReport()])
+    trainer.test(task, datamodule=datamodule)
+    metrics = plain_metrics(trainer.callback_metrics)
+    output_dir = Path(cfg.paths.output_dir)
+    write_metrics(output_dir / "metrics.json", metrics)
+    write_predictions(
+        output_dir / "predictions.tsv",
+        getattr(task, "predictions", []),
+        getattr(task, "prediction_columns", ("id", "reference", "hypothesis")),
+    )
+    print_metrics(f"{Path(cfg.ckpt_path).name} on {datamodule.reader.name}", metrics)
+    log.info("wrote %s and %s", output_dir / "metrics.json", output_dir / "predictions.tsv")
+    return metrics

@@ -1,0 +1,178 @@
+"""The training recipe: data, model, callbacks, loggers, trainer; fit, test, report."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch.distributed as dist
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from speechlab.checkpoint.init_from import INIT_FROM_KEY, apply_init_from
+from speechlab.checkpoint.last import ExactResume
+from speechlab.checkpoint.recipe import RecipeInCheckpoint, build_recipe, build_task
+from speechlab.data.datamodule import build_datamodule
+from speechlab.run import resolvers  # noqa: F401  (config resolvers)
+from speechlab.run.callbacks import SkippedAudioReport
+from speechlab.run.reports import plain_metrics, print_metrics, write_metrics, write_predictions
+from speechlab.run.resume import plan_resume
+from speechlab.run.run_record import RunRecord
+
+log = logging.getLogger(__name__)
+
+STOPPED_EXIT_STATUS = 143  # 128 + SIGTERM: stopped by a signal after saving last.ckpt
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiate every ``_target_`` node of a config group such as ``callbacks`` or ``logger``."""
+    if not group:
+        return []
+    return [hydra.utils.instantiate(node) for node in group.values() if node and "_target_" in node]
+
+
+def quiet_other_ranks() -> None:
+    """Only rank 0 writes the run's text log: other ranks keep their console output."""
+    if rank_zero_only.rank == 0:  # set by Lightning from RANK / SLURM_PROCID / LOCAL_RANK
+        return
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+            handler.close()
+
+
+def gather_rows(rows: list) -> list:
+    """Every rank's rows on every rank (in rank order), without the duplicates that equal-length
+    sharding adds; the rows themselves when not distributed."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return rows
+    gathered: list[list] = [[] for _ in range(dist.get_world_size())]
+    dist.all_gather_object(gathered, rows)
+    seen: set = set()
+    unique = []
+    for row in (row for part in gathered for row in part):
+        if row[0] not in seen:
+            seen.add(row[0])
+            unique.append(row)
+    return unique
+
+
+def hydra_job() -> tuple[bool, list[str]]:
+    """Whether this is a multirun job, and its task overrides (empty outside Hydra)."""
+    if not HydraConfig.initialized():
+        return False, []
+    hydra_cfg = HydraConfig.get()
+    return hydra_cfg.mode == RunMode.MULTIRUN, list(hydra_cfg.overrides.task)
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Train and/or test as ``cfg`` says; return the logged metrics (``val/*``, ``test/*``) and
+    ``<monitor>_best``, the best monitored validation value.
+
+    Keeps the run record ``run.json`` in the run dir. A multirun job whose run dir records that it
+    finished returns the recorded metrics without training; one that left ``last.ckpt`` resumes.
+    """
+    run_dir = Path(cfg.paths.output_dir)
+    multirun, overrides = hydra_job()
+    state = plan_resume(cfg.get("ckpt_path"), run_dir, multirun, overrides)
+    if state.finished:
+        return state.metrics
+    monitor = cfg.model.get("monitor") or "val/loss"
+    record = RunRecord(run_dir, monitor, cfg.model.get("monitor_mode") or "min", overrides)
+    record.start()
+    try:
+        metrics = fit_and_test(cfg, record, state.ckpt_path)
+    except Exception as error:
+        record.fail(error)
+        raise
+    record.finish(metrics)
+    return metrics
+
+
+def fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None) -> dict[str, float]:
+    """The recipe: seed, data, model, callbacks, loggers, trainer; fit from ``ckpt_path``, test."""
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+
+    quiet_other_ranks()
+    task_class = hydra.utils.get_class(cfg.model._target_)
+    datamodule = build_datamodule(
+        cfg.data,
+        task_class.target_field,
+        getattr(task_class, "source_field", None),
+        lock_dir=cfg.paths.data_dir,
+    )
+    task_inputs = datamodule.task_inputs()
+    task = build_task(cfg.model, task_inputs)
+    datamodule.drop_inadmissible(task.check_example)
+
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    callbacks += [
+        RecipeInCheckpoint(build_recipe(cfg, task_inputs)),
+        ExactResume(),
+        SkippedAudioReport(),
+        record,
+    ]
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False
+    )
+    hyperparameters = {
+        k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+        for k, v in cfg.items()
+        if k != "hydra"
+    }
+    for logger in loggers:
+        logger.log_hyperparams(hyperparameters)
+    if trainer.is_global_zero:
+        datamodule.save_target(Path(trainer.default_root_dir))
+    init_from = cfg.model.get(INIT_FROM_KEY)
+    if init_from and init_from.get("ckpt") and ckpt_path:
+        log.info("model.init_from ignored: resuming from %s restores every weight", ckpt_path)
+    elif init_from:
+        run_dir = Path(trainer.default_root_dir) if trainer.is_global_zero else None
+        apply_init_from(task, OmegaConf.to_container(init_from, resolve=True), run_dir)
+
+    metrics: dict[str, float] = {}
+    if cfg.get("train", True):
+        if ckpt_path:
+            log.info("resuming from %s", ckpt_path)
+        try:
+            trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+        except SIGTERMException:  # a SystemExit with status 0: a stopped run must not look done
+            raise SystemExit(STOPPED_EXIT_STATUS) from None
+        metrics.update(plain_metrics(trainer.callback_metrics))
+        if record.best is not None:  # what a sweep optimises (conf/train.yaml: optimized_metric)
+            metrics[f"{record.monitor}_best"] = record.best
+
+    if cfg.get("test", True):
+        checkpoint = next(
+            (c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None
+        )
+        best = checkpoint.best_model_path if checkpoint is not None else ""
+        if not best:
+            log.warning("no best checkpoint was saved; testing the current weights")
+        trainer.test(task, datamodule=datamodule, ckpt_path=best or None)
+        metrics.update(plain_metrics(trainer.callback_metrics))
+        predictions = gather_rows(getattr(task, "predictions", []))
+        if trainer.is_global_zero:
+            output_dir = Path(trainer.default_root_dir)
+            write_metrics(output_dir / "metrics.json", metrics)
+            write_predictions(
+                output_dir / "predictions.tsv",
+                predictions,
+                getattr(task, "prediction_columns", ("id", "reference", "hypothesis")),
+            )
+            log.info("best checkpoint: %s", best or "(none)")
+
+    if trainer.is_global_zero:
+        print_metrics(f"{task_class.__name__} on {datamodule.reader.name}", metrics)
+    return metrics

@@ -1,0 +1,1 @@
+"""Text: tokenizers, transcript normalisation, the espeak-ng binding."""

@@ -1,0 +1,57 @@
+"""Audio I/O: probe and read WAV/FLAC/MP3, resample, clear errors for unreadable files."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechlab.audio.io import AudioError, probe, read_audio
+
+
+def tone(seconds: float, rate: int, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    mono = 0.5 * np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    return np.stack([mono] * channels, axis=1) if channels > 1 else mono
+
+
+def test_probe_and_read_resample_and_mix_down(tmp_path: Path):
+    path = tmp_path / "stereo.flac"
+    sf.write(path, tone(1.0, 44100, channels=2), 44100)
+    info = probe(path)
+    assert (info.sample_rate, info.channels) == (44100, 2)
+    assert info.duration == pytest.approx(1.0)
+    audio = read_audio(path, sample_rate=16000)
+    assert audio.dim() == 1 and audio.numel() == 16000
+
+
+def test_read_segment(tmp_path: Path):
+    path = tmp_path / "long.wav"
+    sf.write(path, tone(3.0, 8000), 8000)
+    segment = read_audio(path, sample_rate=16000, offset=1.0, duration=0.5)
+    assert segment.numel() == 8000
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda b: b"", "cannot read audio header"),
+        (lambda b: b[:30], "cannot read audio header"),
+        (lambda b: b[: len(b) // 2], "truncated"),
+        (lambda b: b[:44] + bytes(0), "cannot read audio header|empty|truncated"),
+    ],
+)
+def test_probe_rejects_empty_corrupt_and_truncated_files(tmp_path: Path, damage, reason):
+    good = tmp_path / "good.wav"
+    sf.write(good, tone(1.0, 16000), 16000, subtype="PCM_16")
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(damage(good.read_bytes()))
+    with pytest.raises(AudioError, match=reason):
+        probe(bad)
+
+
+def test_read_audio_raises_audio_error_on_garbage(tmp_path: Path):
+    path = tmp_path / "garbage.wav"
+    path.write_bytes(np.random.default_rng(0).bytes(3000))
+    with pytest.raises(AudioError):
+        read_audio(path, 16000)
