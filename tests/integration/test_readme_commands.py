@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
 
+import hydra
 import pytest
 import soundfile as sf
 import torch
@@ -54,8 +55,10 @@ OPTUNA_TRIALS = "hydra.sweeper.n_trials=1"
 # Embedded corpora that a full-size line would generate for minutes; the same sizes as the
 # other tests use, so each is generated once per session.
 CORPUS_LIMITS = {
-    "speechlab.data.mini_speaker.ensure_mini_speaker": ["data.prepare.num_sentences=40"],
-    "speechlab.data.mini_covost.ensure_mini_covost": [
+    "speechlab.corpora.embedded.mini_speaker.ensure_mini_speaker": [
+        "data.prepare.num_sentences=40"
+    ],
+    "speechlab.corpora.embedded.mini_covost.ensure_mini_covost": [
         "data.prepare.train_sentences=16",
         "data.prepare.dev_sentences=4",
         "data.prepare.test_sentences=4",
@@ -488,7 +491,7 @@ TOOLS = {
     "speechlab build-lm": expect_lm,
     "speechlab synthesize": expect_wav,
     "speechlab average": expect_average,
-    "python -m speechlab.sweep_summary": expect_summary,
+    "python -m speechlab.run.sweep_summary": expect_summary,
 }
 
 
@@ -505,6 +508,8 @@ def case(command: str):
 
 def test_the_readme_shows_commands_and_every_one_is_a_case():
     assert len(COMMANDS) >= 30, COMMANDS
+    for target in CORPUS_LIMITS:  # a moved generator must not silently lose its limits
+        assert callable(hydra.utils.get_method(target)), target
     for command in COMMANDS:
         if skip_reason(command) is None:
             plan(command)  # fails for a line the test cannot fill or check
