@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from speechlab.checkpoint.recipe import RECIPE_KEY, load_checkpoint, restore_task
 from speechlab.data.datamodule import build_datamodule
+from speechlab.run import resolvers  # noqa: F401  (config resolvers: paths use ${launch_dir:})
 from speechlab.run.callbacks import SkippedAudioReport
 from speechlab.run.reports import plain_metrics, print_metrics, write_metrics, write_predictions
 
