@@ -420,20 +420,29 @@ def composed_prepare(overrides: list[str]) -> str:
 
 def expect_train(result: Result, p: Plan) -> None:
     words = set(result.argv)
-    if "--help" in words:
-        assert "ctc_lstm" in result.stdout and "mini_voice" in result.stdout, result.stdout
+    if "--help" in words:  # every group, with its options
+        for group in ("data:", "model:", "trainer:", "logger:", "experiment:", "debug:"):
+            assert group in result.stdout, result.stdout
+        assert all(o in result.stdout for o in ("mini_voice", "ctc_lstm", "kws_cnn"))
         return
-    if "--cfg" in words:
+    if "--cfg" in words:  # the default recipe, composed
         composed = yaml.safe_load(result.stdout)
-        assert {"model", "data", "trainer"} <= set(composed), sorted(composed)
+        assert composed["model"]["_target_"] == "speechlab.tasks.ctc.CTCTask", composed["model"]
+        assert composed["model"]["encoder"]["_target_"] == "speechlab.nn.encoders.LSTMEncoder"
         return
-    if "-m" in words:
+    if "-m" in words:  # one dir per job, each trained and tested, and the sweep's summary
         (sweep,) = result.new("logs/*/multiruns/*")
         rows = list(csv.DictReader((sweep / "summary.csv").open(encoding="utf-8")))
         assert rows and all(r["status"] == "finished" for r in rows), rows
         grids = [w.split("=", 1)[1].split(",") for w in p.words if "," in w and "=" in w]
         if grids and "hparams_search" not in p.command:
             assert len(rows) == len(list(product(*grids))), (len(rows), grids)
+        for row in rows:
+            job = sweep / row["job"]
+            assert any(
+                k.startswith("test/") for k in yaml.safe_load((job / "metrics.json").read_text())
+            )
+            assert (job / "checkpoints" / "last.ckpt").is_file(), job
         return
     if "ckpt_path=last" in words or any(w.startswith("ckpt_path=last") for w in words):
         metrics = [m for m in result.cwd.glob("logs/*/runs/*/metrics.json")]

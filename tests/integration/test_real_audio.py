@@ -1,4 +1,8 @@
-"""Real recordings through the same pipelines as the embedded corpora."""
+"""Real recordings through the same pipelines as the embedded corpora.
+
+The recognition recipe on the same recordings (``experiment=ctc_fsdd``, 15 epochs, about 4
+minutes) is a long training: ``benchmarks/real_audio.py`` checks its WER target.
+"""
 
 from pathlib import Path
 
@@ -20,18 +24,3 @@ def test_fsdd_digits_reach_90_percent_on_the_official_test_takes(tmp_path: Path)
     with composed("train", overrides, tmp_path / "run") as cfg:
         metrics = train(cfg)
     assert metrics["test/acc"] >= 0.90, metrics
-
-
-def test_fsdd_digits_as_recognition_reach_10_percent_wer_on_the_test_takes(tmp_path: Path):
-    fsdd = shared_data("fsdd")
-    overrides = [
-        "experiment=ctc_fsdd",
-        f"data.reader.root={fsdd}",
-        f"paths.data_dir={tmp_path / 'data'}",
-        "trainer.accelerator=cpu",
-        "callbacks.progress_bar=null",
-        "callbacks.early_stopping=null",
-    ]
-    with composed("train", overrides, tmp_path / "run") as cfg:
-        metrics = train(cfg)
-    assert metrics["test/wer"] <= 0.10, metrics

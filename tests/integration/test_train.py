@@ -102,39 +102,6 @@ def test_corrupt_audio_is_skipped_counted_and_listed_once(mini_commands, tmp_pat
     assert (run_log.parent / "metrics.json").exists(), "training must go on to the end"
 
 
-def test_multirun_writes_one_dir_per_job(mini_commands, data_dir, tmp_path):
-    logs = tmp_path / "logs"
-    run_cli(
-        "train.py",
-        "-m",
-        *KWS,
-        f"paths.data_dir={data_dir}",
-        f"paths.log_dir={logs}",
-        "debug=limit",
-        "trainer.max_epochs=1",
-        "callbacks.progress_bar=null",
-        "model.optimizer.lr=1e-3,3e-3",
-    )
-    (sweep,) = logs.glob("debug/multiruns/*")  # debug presets write under logs/debug/
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
-    assert [job.name for job in jobs] == ["0", "1"]
-    for job in jobs:
-        assert "test/acc" in json.loads((job / "metrics.json").read_text())
-        assert (job / "checkpoints" / "last.ckpt").exists()
-    overrides = [(job / ".hydra" / "overrides.yaml").read_text() for job in jobs]
-    assert "lr=0.001" in overrides[0] and "lr=0.003" in overrides[1]
-
-
-def test_help_lists_groups_and_cfg_job_prints_the_config():
-    helped = run_cli("train.py", "--help").stdout
-    for group in ("data:", "model:", "trainer:", "logger:", "experiment:", "debug:"):
-        assert group in helped
-    assert "mini_voice" in helped and "ctc_lstm" in helped and "kws_cnn" in helped
-    job = run_cli("train.py", "--cfg", "job").stdout
-    assert "_target_: speechlab.tasks.ctc.CTCTask" in job  # the default recipe
-    assert "_target_: speechlab.nn.encoders.LSTMEncoder" in job
-
-
 def test_unknown_choice_lists_the_valid_ones():
     result = run_cli("train.py", "model=no_such_model", expect_ok=False)
     assert result.returncode != 0
