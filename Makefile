@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup train test lint format clean
+.PHONY: setup train test lint format clean dashboards
 
 # The venv is rebuilt only when pyproject.toml changes, so a second `make` is quick.
 $(STAMP): pyproject.toml
@@ -17,6 +17,10 @@ setup: $(STAMP)
 
 train: setup
 	$(BIN)/python train.py $(ARGS)
+
+# The MLflow UI's server (the full mlflow package); TensorBoard comes with `setup`.
+dashboards: setup
+	$(BIN)/python -m pip install --quiet -e ".[dashboards]"
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
