@@ -137,8 +137,9 @@ def test_las_overfits_its_training_utterances_and_logs_samples_and_attention(las
     samples = sorted((run_dir / "tables").glob("val_samples_epoch*.tsv"))
     assert len(samples) == validations  # not during the sanity check
     assert samples[-1].read_text().count("\n") == NUM_UTTERANCES + 1  # header + pairs
-    image = run_dir / "images" / "val_attention.png"
-    assert image.stat().st_size > 1000 and image.read_bytes()[:4] == b"\x89PNG"
+    images = sorted((run_dir / "images").glob("val_attention_epoch*.png"))
+    assert len(images) == validations  # one per validation: none overwrites another
+    assert all(i.stat().st_size > 1000 and i.read_bytes()[:4] == b"\x89PNG" for i in images)
     with (run_dir / "csv" / "metrics.csv").open() as f:
         logged = list(csv.DictReader(f))
     assert sum(1 for row in logged if row.get("val/cer")) == validations

@@ -86,8 +86,9 @@ def test_training_logs_losses_mcd_audio_mels_and_alignments(tts_run):
         for epoch in range(2):
             info = sf.info(run_dir / "audio" / f"val_audio_{k}_epoch{epoch:03d}.wav")
             assert info.samplerate == 16000 and info.frames > 0
-        assert (run_dir / "images" / f"val_mel_{k}.png").stat().st_size > 1000
-        assert (run_dir / "images" / f"val_alignment_{k}.png").stat().st_size > 1000
+            for figure in ("mel", "alignment"):
+                image = run_dir / "images" / f"val_{figure}_{k}_epoch{epoch:03d}.png"
+                assert image.stat().st_size > 1000
     checkpoint = load_checkpoint(best_checkpoint(run_dir))
     assert checkpoint["speechlab"]["task_inputs"]["tokenizer"]["kind"] == "char"
 

@@ -12,15 +12,24 @@ import lightning as L
 log = logging.getLogger(__name__)
 
 
+def _file_stem(trainer: L.Trainer, name: str) -> str:
+    """``val/mel_0`` -> ``val_mel_0_epoch003``: one file per epoch, so none overwrites another;
+    a test's artifacts (one per run) keep the bare name."""
+    safe = name.replace("/", "_")
+    return safe if trainer.testing else f"{safe}_epoch{trainer.current_epoch:03d}"
+
+
 def log_figure(trainer: L.Trainer, name: str, figure) -> Path:
-    """Save ``figure`` (matplotlib) as ``<run dir>/images/<name>.png`` and log it where possible.
+    """Save ``figure`` (matplotlib) as ``<run dir>/images/<name>_epoch<E>.png`` (a test's:
+    ``<name>.png``) and log it to TensorBoard (at the global step), wandb and MLflow (the same
+    file name under ``images/``).
 
     CSV loggers take no images; the PNG in the run dir is then the record.
     """
     import matplotlib.pyplot as plt
 
-    safe = name.replace("/", "_")
-    path = Path(trainer.default_root_dir) / "images" / f"{safe}.png"
+    stem = _file_stem(trainer, name)
+    path = Path(trainer.default_root_dir) / "images" / f"{stem}.png"
     if trainer.is_global_zero:
         path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, dpi=100, bbox_inches="tight")
@@ -32,7 +41,7 @@ def log_figure(trainer: L.Trainer, name: str, figure) -> Path:
             elif kind == "WandbLogger":
                 logger.log_image(key=name, images=[str(path)], step=step)
             elif kind == "MLFlowLogger":
-                logger.experiment.log_figure(logger.run_id, figure, f"{safe}.png")
+                logger.experiment.log_artifact(logger.run_id, str(path), "images")
     plt.close(figure)
     return path
 
@@ -42,10 +51,11 @@ def log_table(
 ) -> Path:
     """Log a small text table (e.g. reference/hypothesis pairs) to the loggers that take tables
     (wandb tables, TensorBoard text, MLflow table artifacts); always written to
-    ``<run dir>/tables/<name>_epoch<E>.tsv``."""
-    safe = name.replace("/", "_")
-    epoch = trainer.current_epoch
-    path = Path(trainer.default_root_dir) / "tables" / f"{safe}_epoch{epoch:03d}.tsv"
+    ``<run dir>/tables/<name>_epoch<E>.tsv`` (a test's: ``<name>.tsv``).
+
+    MLflow's tables need pandas (a declared dependency).
+    """
+    path = Path(trainer.default_root_dir) / "tables" / f"{_file_stem(trainer, name)}.tsv"
     if not trainer.is_global_zero:
         return path
     rows = [[str(v).replace("\t", " ").replace("\n", " ") for v in row] for row in rows]
@@ -71,13 +81,15 @@ def log_table(
 def log_audio(trainer: L.Trainer, name: str, waveform, sample_rate: int) -> Path:
     """Log a ``(T,)`` waveform (tensor or array in [-1, 1]) to the loggers that play audio
     (TensorBoard ``add_audio``, wandb ``Audio``, MLflow artifact); always written to
-    ``<run dir>/audio/<name>_epoch<E>.wav`` (16-bit PCM)."""
+    ``<run dir>/audio/<name>_epoch<E>.wav`` (16-bit PCM).
+
+    wandb gets it at ``trainer/global_step`` like every other value, never at an explicit wandb
+    step: those must grow with every ``log`` call, and media logged at a smaller one are dropped.
+    """
     import numpy as np
     import soundfile as sf
 
-    safe = name.replace("/", "_")
-    epoch = trainer.current_epoch
-    path = Path(trainer.default_root_dir) / "audio" / f"{safe}_epoch{epoch:03d}.wav"
+    path = Path(trainer.default_root_dir) / "audio" / f"{_file_stem(trainer, name)}.wav"
     if not trainer.is_global_zero:
         return path
     samples = np.clip(np.asarray(getattr(waveform, "cpu", lambda: waveform)(), np.float32), -1, 1)
@@ -89,9 +101,7 @@ def log_audio(trainer: L.Trainer, name: str, waveform, sample_rate: int) -> Path
         if kind == "TensorBoardLogger":
             logger.experiment.add_audio(name, samples[None], step, sample_rate=sample_rate)
         elif kind == "WandbLogger":
-            import wandb
-
-            logger.experiment.log({name: wandb.Audio(samples, sample_rate=sample_rate)}, step=step)
+            logger.log_audio(key=name, audios=[samples], step=step, sample_rate=[sample_rate])
         elif kind == "MLFlowLogger":
             logger.experiment.log_artifact(logger.run_id, str(path), "audio")
     return path
