@@ -126,3 +126,28 @@ def test_sweep_and_run_dirs_resolve_under_the_launch_dir_before_any_job(tmp_path
     assert sweep.parent == tmp_path / "logs" / "train" / "multiruns"
     assert Path(cfg.hydra.run.dir).parent == tmp_path / "logs" / "train" / "runs"
     assert Path(cfg.paths.data_dir) == tmp_path / "data"
+
+
+def test_a_multirun_job_is_named_by_its_overrides_and_grouped_by_its_sweep(tmp_path: Path):
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    sweep = tmp_path / "logs" / "train" / "multiruns" / "2026-01-01_00-00-00"
+    overrides = ["model=kws_cnn", "data=mini_commands", "logger=many", "model.optimizer.lr=0.003"]
+    with composed("train", overrides, tmp_path) as cfg:
+        OmegaConf.set_readonly(cfg.hydra, False)
+        with open_dict(cfg):
+            cfg.hydra.mode = "MULTIRUN"
+            cfg.hydra.sweep.dir = str(sweep)
+        HydraConfig().set_config(cfg)
+        loggers = job_config(cfg).logger
+    name = "kws_cnn-mini_commands-model.optimizer.lr=0.003"
+    assert loggers.wandb.name == loggers.mlflow.run_name == loggers.tensorboard.version == name
+    assert loggers.wandb.group == loggers.mlflow.tags.sweep == "train/multiruns/2026-01-01_00-00-00"
+    assert loggers.mlflow.experiment_name == "train/kws"
+    assert dict(loggers.mlflow.tags) == {
+        "dev": "true",
+        "model": "kws_cnn",
+        "data": "mini_commands",
+        "sweep": "train/multiruns/2026-01-01_00-00-00",
+    }

@@ -1,4 +1,5 @@
-"""The callback every run gets besides the checkpoint ones: the report of skipped audio."""
+"""The callbacks every run gets besides the checkpoint ones: the report of skipped audio, and a
+logging interval that short runs can reach."""
 
 from __future__ import annotations
 
@@ -51,3 +52,20 @@ class SkippedAudioReport(Callback):
 
     def on_test_end(self, trainer, pl_module) -> None:
         self._write(trainer)
+
+
+class ShortRunLogInterval(Callback):
+    """Log training scalars at least once per epoch: ``trainer.log_every_n_steps`` is lowered to
+    the number of training batches when an epoch has fewer (a short run, ``limit_train_batches``),
+    which would otherwise draw no training curve at all."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        batches = trainer.num_training_batches
+        if trainer.log_every_n_steps > 0 and 0 < batches < trainer.log_every_n_steps:
+            log.info(
+                "logging every %d steps (an epoch has %d batches; log_every_n_steps was %d)",
+                batches,
+                batches,
+                trainer.log_every_n_steps,
+            )
+            trainer.log_every_n_steps = int(batches)

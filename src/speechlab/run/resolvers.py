@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
 
 def wandb_offline() -> bool:
@@ -26,6 +29,48 @@ def launch_dir() -> str:
     return os.getcwd()
 
 
+def hydra_run_name() -> str:
+    """This run's name for the dashboards (:func:`speechlab.run.dashboards.run_name`): the model
+    and corpus chosen, and the overrides of this run (of this job, in a multirun)."""
+    from speechlab.run.dashboards import run_name
+
+    if not HydraConfig.initialized():
+        return run_name({}, [])
+    hydra_cfg = HydraConfig.get()
+    return run_name(hydra_cfg.runtime.choices, list(hydra_cfg.overrides.task))
+
+
+def sweep_name() -> str | None:
+    """The multirun this job belongs to (its sweep dir, from the log dir on, e.g.
+    ``train/multiruns/2026-12-03_10-00-00``), or None for a single run: wandb's run group."""
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    parts = Path(hydra_cfg.sweep.dir).parts
+    return "/".join(parts[-3:])
+
+
+def tag_dict(tags: Any) -> DictConfig:
+    """``tags: [dev, baseline]`` as MLflow run tags, plus the model, the corpus and the sweep."""
+    result = {str(tag): "true" for tag in tags or []}
+    if HydraConfig.initialized():
+        choices = HydraConfig.get().runtime.choices
+        result.update(model=str(choices.get("model")), data=str(choices.get("data")))
+    sweep = sweep_name()
+    if sweep:
+        result["sweep"] = sweep
+    return OmegaConf.create(result)  # a config node: a plain dict cannot sit in the config
+
+
+def task_namespace(target: str) -> str:
+    """The metric namespace of the task class ``target`` (``model._target_``): ``asr``, ``kws``."""
+    import hydra
+
+    return hydra.utils.get_class(target).metric_namespace
+
+
 def sweep_direction(monitor_mode: str) -> str:
     """A task's ``monitor_mode`` (``min``/``max``) as an optimiser's direction."""
     directions = {"min": "minimize", "max": "maximize"}
@@ -43,6 +88,11 @@ def register() -> None:
     # ${run_id:${paths.output_dir}}: one id per run dir, so a resumed run continues its tracker run
     OmegaConf.register_new_resolver("run_id", run_id, replace=True)
     OmegaConf.register_new_resolver("sweep_direction", sweep_direction, replace=True)
+    # the dashboards' names: ${run_name:} for every logger, ${sweep_name:} groups wandb runs
+    OmegaConf.register_new_resolver("run_name", hydra_run_name, replace=True)
+    OmegaConf.register_new_resolver("sweep_name", sweep_name, replace=True)
+    OmegaConf.register_new_resolver("tag_dict", tag_dict, replace=True)
+    OmegaConf.register_new_resolver("task_namespace", task_namespace, replace=True)
 
 
 register()

@@ -12,6 +12,7 @@ import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -21,7 +22,14 @@ from speechlab.checkpoint.last import ExactResume
 from speechlab.checkpoint.recipe import RecipeInCheckpoint, build_recipe, build_task
 from speechlab.data.datamodule import build_datamodule
 from speechlab.run import resolvers  # noqa: F401  (config resolvers)
-from speechlab.run.callbacks import SkippedAudioReport
+from speechlab.run.callbacks import ShortRunLogInterval, SkippedAudioReport
+from speechlab.run.dashboards import (
+    BestToLoggers,
+    finish_runs,
+    hparams_metric_names,
+    log_hyperparameters,
+    namespace_metrics,
+)
 from speechlab.run.reports import plain_metrics, print_metrics, write_metrics, write_predictions
 from speechlab.run.resume import plan_resume
 from speechlab.run.run_record import RunRecord
@@ -119,19 +127,25 @@ def fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None) -> d
         RecipeInCheckpoint(build_recipe(cfg, task_inputs)),
         ExactResume(),
         SkippedAudioReport(),
+        ShortRunLogInterval(),
         record,
+        BestToLoggers(record),  # after the record: it reads the best value the record just kept
     ]
     loggers = instantiate_group(cfg.get("logger"))
+    namespace = task_class.metric_namespace
+    for logger in loggers:
+        if not isinstance(logger, CSVLogger):  # a per-run file: its columns keep the plain names
+            namespace_metrics(logger, namespace)
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False
     )
     hyperparameters = {
         k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
         for k, v in cfg.items()
-        if k != "hydra"
+        if k not in ("hydra", "tags")  # tags go to the loggers as tags (conf/logger)
     }
-    for logger in loggers:
-        logger.log_hyperparams(hyperparameters)
+    metric_names = [f"{namespace}/{name}" for name in hparams_metric_names(record.monitor)]
+    log_hyperparameters(loggers, hyperparameters, metric_names)
     if trainer.is_global_zero:
         datamodule.save_target(Path(trainer.default_root_dir))
     init_from = cfg.model.get(INIT_FROM_KEY)
@@ -141,6 +155,25 @@ def fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None) -> d
         run_dir = Path(trainer.default_root_dir) if trainer.is_global_zero else None
         apply_init_from(task, OmegaConf.to_container(init_from, resolve=True), run_dir)
 
+    try:
+        metrics = fit_then_test(cfg, trainer, task, datamodule, record, ckpt_path)
+    finally:
+        finish_runs(loggers)
+    if trainer.is_global_zero:
+        print_metrics(f"{task_class.__name__} on {datamodule.reader.name}", metrics)
+    return metrics
+
+
+def fit_then_test(
+    cfg: DictConfig,
+    trainer: L.Trainer,
+    task: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    record: RunRecord,
+    ckpt_path: str | None,
+) -> dict[str, float]:
+    """Fit (from ``ckpt_path``) and test the best checkpoint as ``cfg.train`` / ``cfg.test``
+    say; write ``metrics.json`` and ``predictions.tsv``; return the metrics."""
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
         if ckpt_path:
@@ -172,7 +205,4 @@ def fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None) -> d
                 getattr(task, "prediction_columns", ("id", "reference", "hypothesis")),
             )
             log.info("best checkpoint: %s", best or "(none)")
-
-    if trainer.is_global_zero:
-        print_metrics(f"{task_class.__name__} on {datamodule.reader.name}", metrics)
     return metrics

@@ -20,7 +20,8 @@ class SpeechTask(L.LightningModule):
 
     Subclasses set ``target_field`` (the :class:`Utterance` field they learn), optionally
     ``source_field`` (a second text field, e.g. the source transcript of a translation, batched
-    as ``Batch.sources``), and implement the steps. Features are computed here, on the device, after the batch is transferred.
+    as ``Batch.sources``), set ``metric_namespace`` (``asr``, ``kws``, ...: loggers draw
+    ``<namespace>/val/loss``), and implement the steps. Features are computed here, on the device, after the batch is transferred.
 
     Args:
         frontend: waveform -> features module (e.g.
@@ -33,6 +34,8 @@ class SpeechTask(L.LightningModule):
     """
 
     target_field: ClassVar[str]
+    # The dashboards' namespace of the task's scalars (asr/val/cer): one chart per kind of task.
+    metric_namespace: ClassVar[str]
     source_field: ClassVar[str | None] = None  # a second text field the task learns from
 
     def __init__(

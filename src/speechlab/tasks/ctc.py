@@ -35,6 +35,7 @@ class CTCTask(SpeechTask):
     """
 
     target_field = "text"
+    metric_namespace = "asr"
 
     def __init__(
         self,

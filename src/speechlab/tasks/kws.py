@@ -22,6 +22,7 @@ class KeywordSpottingTask(SpeechTask):
     """
 
     target_field = "label"
+    metric_namespace = "kws"
 
     def __init__(
         self,

@@ -72,6 +72,7 @@ class LASTask(SpeechTask):
     """
 
     target_field = "text"
+    metric_namespace = "asr"
     prediction_columns: tuple[str, ...] = ("id", "reference", "hypothesis")
 
     def __init__(

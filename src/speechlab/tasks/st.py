@@ -38,6 +38,7 @@ class STTask(LASTask):
     """
 
     target_field = "translation"
+    metric_namespace = "st"
     source_field = "text"
     prediction_columns = ("id", "source", "reference", "hypothesis")
 

@@ -55,6 +55,7 @@ class TTSTask(SpeechTask):
     """
 
     target_field = "text"
+    metric_namespace = "tts"
 
     def __init__(
         self,
