@@ -55,3 +55,13 @@ def test_read_audio_raises_audio_error_on_garbage(tmp_path: Path):
     path.write_bytes(np.random.default_rng(0).bytes(3000))
     with pytest.raises(AudioError):
         read_audio(path, 16000)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_samples_that_are_not_finite_are_an_audio_error(tmp_path: Path, bad):
+    samples = np.zeros(1600, np.float32)
+    samples[100:103] = bad
+    path = tmp_path / "float.wav"
+    sf.write(path, samples, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="3 of 1600 samples are not finite"):
+        read_audio(path, 16000)

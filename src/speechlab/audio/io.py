@@ -109,7 +109,8 @@ def read_audio(
     """Decode ``path`` (or the segment ``offset``..``offset+duration`` seconds) to mono float32.
 
     Returns a ``(T,)`` tensor at ``sample_rate``. Raises :class:`AudioError` when the file cannot
-    be decoded or holds no samples in the requested segment.
+    be decoded, holds no samples in the requested segment, or holds samples that are not finite
+    (NaN or infinity, possible in float WAV files): they would make every loss of its batch NaN.
     """
     path = Path(path)
     try:
@@ -124,5 +125,8 @@ def read_audio(
         raise _audio_error("cannot decode audio", path, error) from error
     if data.shape[0] == 0:
         raise AudioError("empty: no audio samples in the requested segment")
+    bad = int(np.size(data) - np.isfinite(data).sum())
+    if bad:
+        raise AudioError(f"{bad} of {data.size} samples are not finite (NaN or infinity)")
     mono = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
     return resample(mono, native_rate, sample_rate)

@@ -28,6 +28,13 @@ log = logging.getLogger(__name__)
 LAST_NAME = "last.ckpt"
 
 
+def weights_finite(module: torch.nn.Module) -> bool:
+    """Whether every parameter and buffer of ``module`` is finite: a checkpoint of weights that
+    are not would be no state to resume from."""
+    tensors = [t for t in [*module.parameters(), *module.buffers()] if t.is_floating_point()]
+    return not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+
 class LastCheckpoint(Checkpoint):
     """Keep ``<dirpath>/last.ckpt`` current: every ``every_n_train_steps`` steps, at the end of
     every epoch, and when the run is stopped by SIGTERM/SIGUSR1 (or fails with an exception).
@@ -57,6 +64,14 @@ class LastCheckpoint(Checkpoint):
         """Write ``last.ckpt`` (all ranks call this; rank 0 writes); ``again=False`` skips a step
         that was saved already."""
         if trainer.sanity_checking or (not again and trainer.global_step == self._last_saved_step):
+            return
+        if not weights_finite(trainer.lightning_module):
+            log.warning(
+                "weights are not finite at step %d: %s keeps the state of step %d",
+                trainer.global_step,
+                self.path,
+                max(self._last_saved_step, 0),
+            )
             return
         partial = self.dirpath / f".{LAST_NAME}.partial"
         trainer.save_checkpoint(partial)

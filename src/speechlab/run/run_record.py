@@ -11,7 +11,8 @@ Layout::
      "monitor": "val/acc", "mode": "max",
      "attempts": [{"started": "...", "updated": "...", "ended": "...", "status": "..."}],
      "curve": [{"epoch": 0, "step": 40, "value": 0.41, "attempt": 0}, ...],  # after each validation
-     "best": 0.52, "epochs": 3, "wall_s": 61.2, "error": "..."}
+     "best": 0.52, "epochs": 3, "wall_s": 61.2, "error": "...",
+     "skipped_steps": 0}              # non-finite steps the guard skipped (also per attempt)
 """
 
 from __future__ import annotations
@@ -118,7 +119,26 @@ class RunRecord(Callback):
         )
         self.record["curve"] = curve
         self.record["epochs"] = epoch + 1
+        self._count_skipped(trainer)
         self._write()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._count_skipped(trainer)
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self._count_skipped(trainer)
+
+    def _count_skipped(self, trainer: L.Trainer) -> None:
+        """The non-finite steps the task's guard skipped, in this attempt and over all."""
+        guard = getattr(trainer.lightning_module, "step_guard", None)
+        if guard is None or not self.record["attempts"]:
+            return
+        self.record["attempts"][-1]["skipped_steps"] = guard.skipped
+        self.record["skipped_steps"] = sum(
+            a.get("skipped_steps", 0) for a in self.record["attempts"]
+        )
 
     def finish(self, metrics: dict[str, float]) -> None:
         self._close(FINISHED)

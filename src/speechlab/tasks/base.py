@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from speechlab.data.collate import Batch
+from speechlab.tasks.step_guard import NonFiniteStepGuard, gradients_finite
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -31,6 +32,8 @@ class SpeechTask(L.LightningModule):
         augment: feature augmentation applied in training only (e.g. torchaudio's SpecAugment).
         monitor: the validation metric that selects checkpoints and drives sweeps.
         monitor_mode: ``"max"`` or ``"min"`` for ``monitor``.
+        step_guard: skips training steps whose loss or gradients are not finite (counted as
+            ``train/skipped_steps``) and stops a run that diverged; ``None`` trains every step.
     """
 
     target_field: ClassVar[str]
@@ -46,6 +49,7 @@ class SpeechTask(L.LightningModule):
         augment: nn.Module | None = None,
         monitor: str = "val/loss",
         monitor_mode: str = "min",
+        step_guard: NonFiniteStepGuard | None = None,
     ) -> None:
         super().__init__()
         if monitor_mode not in ("min", "max"):
@@ -56,6 +60,9 @@ class SpeechTask(L.LightningModule):
         self.scheduler_factory = scheduler
         self.monitor = monitor
         self.monitor_mode = monitor_mode
+        self.step_guard = step_guard
+        self._loss_finite = torch.tensor(True)
+        self._skip_scheduler_step = False
 
     def check_example(self, num_samples: int, target: torch.Tensor) -> str | None:
         """Why a training example of ``num_samples`` audio samples and ``target`` cannot be
@@ -87,3 +94,29 @@ class SpeechTask(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+    def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        self._loss_finite = torch.isfinite(loss.detach())  # read before the step (no sync here)
+        super().backward(loss, *args, **kwargs)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """The non-finite step guard, after backward (and the gradient all-reduce under DDP, so
+        every rank decides alike) and before the optimizer: a skipped step's gradients are
+        dropped, or, under ``16-mixed``, left to the gradient scaler, which skips it itself."""
+        if self.step_guard is None:
+            return
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        finite = gradients_finite(self.parameters())
+        if scaler is None:  # with a scaler, a finite-gradient step is taken whatever the loss
+            finite = finite & self._loss_finite.to(finite.device)
+        finite = self.trainer.strategy.reduce_boolean_decision(bool(finite), all=True)
+        skip = self.step_guard.record(finite, self.trainer.global_step)
+        if skip and scaler is None:
+            optimizer.zero_grad(set_to_none=True)  # nothing to apply: the step changes nothing
+        self._skip_scheduler_step = skip
+        self.log("train/skipped_steps", float(self.step_guard.skipped), on_step=True)
+
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        if self._skip_scheduler_step:  # a skipped step does not advance the schedule either
+            return
+        super().lr_scheduler_step(scheduler, metric)

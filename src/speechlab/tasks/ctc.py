@@ -15,6 +15,7 @@ from speechlab.decoding.build import TextDecoder, build_ctc_decoder
 from speechlab.tasks.artifacts import log_table
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
 from speechlab.tasks.recognition import batch_references, ctc_length_problem, encoder_frames
+from speechlab.tasks.step_guard import NonFiniteStepGuard
 from speechlab.text.tokenizers import load_tokenizer
 
 
@@ -50,8 +51,9 @@ class CTCTask(SpeechTask):
         num_logged_samples: int = 8,
         monitor: str = "val/cer",
         monitor_mode: str = "min",
+        step_guard: NonFiniteStepGuard | None = None,
     ) -> None:
-        super().__init__(frontend, optimizer, scheduler, augment, monitor, monitor_mode)
+        super().__init__(frontend, optimizer, scheduler, augment, monitor, monitor_mode, step_guard)
         self.tokenizer = load_tokenizer(tokenizer)
         self.encoder = encoder
         self.head = nn.Linear(encoder.output_dim, self.tokenizer.vocab_size)

@@ -12,6 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from speechlab.data.collate import Batch
 from speechlab.tasks.artifacts import log_figure
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
+from speechlab.tasks.step_guard import NonFiniteStepGuard
 
 
 class KeywordSpottingTask(SpeechTask):
@@ -35,8 +36,9 @@ class KeywordSpottingTask(SpeechTask):
         label_smoothing: float = 0.0,
         monitor: str = "val/acc",
         monitor_mode: str = "max",
+        step_guard: NonFiniteStepGuard | None = None,
     ) -> None:
-        super().__init__(frontend, optimizer, scheduler, augment, monitor, monitor_mode)
+        super().__init__(frontend, optimizer, scheduler, augment, monitor, monitor_mode, step_guard)
         if len(labels) < 2:
             raise ValueError(f"keyword spotting needs at least 2 labels, got {list(labels)}")
         self.labels = list(labels)

@@ -29,6 +29,7 @@ from speechlab.tasks.artifacts import log_figure, log_table
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
 from speechlab.tasks.figures import attention_figure
 from speechlab.tasks.recognition import batch_references, ctc_length_problem, encoder_frames
+from speechlab.tasks.step_guard import NonFiniteStepGuard
 from speechlab.text.tokenizers import Tokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,9 @@ class LASTask(SpeechTask):
         num_logged_samples: int = 8,
         monitor: str = "val/cer",
         monitor_mode: str = "min",
+        step_guard: NonFiniteStepGuard | None = None,
     ) -> None:
-        super().__init__(frontend, optimizer, scheduler, augment, monitor, monitor_mode)
+        super().__init__(frontend, optimizer, scheduler, augment, monitor, monitor_mode, step_guard)
         if not 0.0 <= ctc_weight < 1.0:
             raise ValueError(f"ctc_weight must be in [0, 1), got {ctc_weight}")
         if ctc_upsampling < 1:

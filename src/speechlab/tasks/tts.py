@@ -20,6 +20,7 @@ from speechlab.nn.vocoders.griffin_lim import GriffinLimVocoder
 from speechlab.tasks.artifacts import log_audio, log_figure
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
 from speechlab.tasks.figures import alignment_figure, mel_figure
+from speechlab.tasks.step_guard import NonFiniteStepGuard
 from speechlab.tasks.synthesis_metrics import IntelligibilityJudge, mel_cepstral_distortion
 from speechlab.text.tokenizers import load_tokenizer
 
@@ -73,8 +74,9 @@ class TTSTask(SpeechTask):
         num_synthesized: int | None = None,
         monitor: str = "val/mel_l1",
         monitor_mode: str = "min",
+        step_guard: NonFiniteStepGuard | None = None,
     ) -> None:
-        super().__init__(frontend, optimizer, scheduler, None, monitor, monitor_mode)
+        super().__init__(frontend, optimizer, scheduler, None, monitor, monitor_mode, step_guard)
         if getattr(frontend, "normalize", "utterance") == "utterance":
             raise ValueError(
                 "synthesis needs log-mel a vocoder can invert: set model.frontend.normalize=global "
