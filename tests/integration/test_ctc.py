@@ -93,7 +93,9 @@ def test_transcribe_reads_any_format_rate_and_channels_and_reports_bad_files(
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF this is not audio")
     missing = tmp_path / "missing.mp3"
-    files = [clip, wav, corrupt, stereo, missing, ogg]
+    short = tmp_path / "short.wav"  # 100 samples: shorter than one STFT window
+    sf.write(short, audio[:100], 16000)
+    files = [clip, wav, short, corrupt, stereo, missing, ogg]
     result = subprocess.run(
         [sys.executable, "-m", "speechlab.cli", "transcribe", str(best_checkpoint(run_dir))]
         + [str(f) for f in files],
@@ -104,7 +106,8 @@ def test_transcribe_reads_any_format_rate_and_channels_and_reports_bad_files(
     )
     assert result.returncode == 1, result.stderr  # some files failed
     lines = result.stdout.splitlines()
-    assert [line.split("\t")[0] for line in lines] == [str(f) for f in (clip, wav, stereo, ogg)]
+    transcribed = (clip, wav, short, stereo, ogg)
+    assert [line.split("\t")[0] for line in lines] == [str(f) for f in transcribed]
     errors = result.stderr.strip().splitlines()
     assert [line.split("\t")[0] for line in errors if "\t" in line] == [str(corrupt), str(missing)]
     texts = [line.split("\t", 1)[1] for line in lines]

@@ -54,3 +54,16 @@ def test_specaugment_masks_in_place_shape():
     masked = augment(features)
     assert masked.shape == features.shape
     assert (masked == 0).sum() > 0
+
+
+@pytest.mark.parametrize("samples", [1, 100, 200])
+def test_clips_shorter_than_a_window_give_frames_not_an_error(samples):
+    frontend = LogMelFrontend(n_fft=400, hop_length=160)
+    features, frames = frontend(
+        torch.randn(2, samples), torch.tensor([samples, max(1, samples // 2)])
+    )
+    assert features.shape[:2] == (2, 40) and torch.isfinite(features).all()
+    assert (
+        frames.tolist()
+        == frame_lengths(torch.tensor([samples, max(1, samples // 2)]), 160).tolist()
+    )

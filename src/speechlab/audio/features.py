@@ -80,6 +80,12 @@ class LogMelFrontend(nn.Module):
     def forward(
         self, audio: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        # The centred STFT reflect-pads n_fft // 2 samples at each end, which needs a longer
+        # input: a batch of clips shorter than that (100 samples, say) is zero-padded to one
+        # window, and its frame count still comes from the true lengths.
+        shortfall = self.n_fft // 2 + 1 - audio.shape[-1]
+        if shortfall > 0:
+            audio = torch.nn.functional.pad(audio, (0, shortfall))
         with torch.autocast(device_type=audio.device.type, enabled=False):
             features = torch.log(self.mel(audio.float()) + self.eps)
         frames = frame_lengths(lengths, self.hop_length).clamp(max=features.shape[-1])

@@ -1,5 +1,6 @@
-"""The callbacks every run gets besides the checkpoint ones: the report of skipped audio, and a
-logging interval that short runs can reach."""
+"""The callbacks every run gets besides the checkpoint ones (the report of skipped audio, a
+logging interval that short runs can reach), and the metric-driven callbacks adapted to a run
+without validation."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 log = logging.getLogger(__name__)
 
@@ -69,3 +70,28 @@ class ShortRunLogInterval(Callback):
                 trainer.log_every_n_steps,
             )
             trainer.log_every_n_steps = int(batches)
+
+
+def adapt_to_no_validation(trainer: L.Trainer) -> None:
+    """With validation off (``trainer.limit_val_batches=0``) no monitored metric ever exists:
+    early stopping is dropped and the best-checkpoint callback keeps the latest epoch instead
+    (test then uses it), each said once in the run log, before training starts. Lightning would
+    otherwise stop at the end of the first epoch, before any checkpoint was written."""
+    if trainer.limit_val_batches != 0:
+        return
+    for callback in list(trainer.callbacks):
+        if isinstance(callback, EarlyStopping):
+            trainer.callbacks.remove(callback)
+            log.warning(
+                "validation is off (limit_val_batches=0): early stopping on %s is dropped; "
+                "training runs for trainer.max_epochs",
+                callback.monitor,
+            )
+        elif isinstance(callback, ModelCheckpoint) and callback.monitor is not None:
+            log.warning(
+                "validation is off (limit_val_batches=0): checkpoints keep the latest epoch, "
+                "not the best %s, and test uses it",
+                callback.monitor,
+            )
+            callback.monitor = None
+            callback.save_top_k = 1

@@ -22,7 +22,11 @@ from speechlab.checkpoint.last import ExactResume
 from speechlab.checkpoint.recipe import RecipeInCheckpoint, build_recipe, build_task
 from speechlab.data.datamodule import build_datamodule
 from speechlab.run import resolvers  # noqa: F401  (config resolvers)
-from speechlab.run.callbacks import ShortRunLogInterval, SkippedAudioReport
+from speechlab.run.callbacks import (
+    ShortRunLogInterval,
+    SkippedAudioReport,
+    adapt_to_no_validation,
+)
 from speechlab.run.dashboards import (
     BestToLoggers,
     finish_runs,
@@ -139,6 +143,7 @@ def fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None) -> d
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False
     )
+    adapt_to_no_validation(trainer)
     hyperparameters = {
         k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
         for k, v in cfg.items()
