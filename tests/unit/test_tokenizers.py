@@ -106,3 +106,21 @@ def test_phoneme_symbols_come_from_espeak_and_survive_a_checkpoint():
     restored = load_tokenizer(tokenizer.state())
     assert isinstance(restored, PhonemeTokenizer) and restored.encode("the cat") == ids
     assert "ʃ" in restored.unknown("the ship")  # no /ʃ/ in training
+
+
+SMALL = ["the cat sat on the mat", "a dog runs here", "ten birds sing today"] * 5
+
+
+@pytest.mark.parametrize("kind", ["bpe", "unigram"])
+def test_a_vocab_size_below_the_characters_says_to_raise_it_and_to_what(kind):
+    with pytest.raises(ValueError, match=r"raise data\.tokenizer\.vocab_size to at least 18"):
+        train_tokenizer({"kind": kind, "vocab_size": 8}, SMALL)
+
+
+@pytest.mark.parametrize("kind", ["bpe", "unigram"])
+def test_a_vocab_size_above_what_the_texts_allow_is_said_with_the_value_to_set(kind, caplog):
+    tokenizer = train_tokenizer({"kind": kind, "vocab_size": 5000}, SMALL)
+    made = tokenizer.vocab_size - 1  # without the CTC blank
+    assert made < 5000
+    assert "vocab_size=5000 asked" in caplog.text
+    assert f"Set data.tokenizer.vocab_size={made}" in caplog.text

@@ -12,10 +12,14 @@ import base64
 import hashlib
 import io
 import json
+import logging
+import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
 
 BLANK = "<blank>"
 CHAR_KINDS = ("char", "phoneme")
@@ -172,7 +176,13 @@ class SentencePieceTokenizer:
         vocab_size: int = 256,
         character_coverage: float = 1.0,
     ) -> SentencePieceTokenizer:
-        """Train on ``texts``; ``vocab_size`` is lowered to what the texts allow if needed."""
+        """Train on ``texts``.
+
+        When the texts allow fewer pieces than ``vocab_size``, the tokenizer has as many as they
+        allow, and a warning says what was asked, what was made and what to set. Raises
+        ``ValueError`` when ``vocab_size`` is below what the texts need (one piece per character
+        plus the unknown piece), saying the smallest size that trains.
+        """
         import sentencepiece as spm
 
         sentences = [t for t in texts if t.strip()]
@@ -195,11 +205,33 @@ class SentencePieceTokenizer:
         try:
             spm.SentencePieceTrainer.train(**options)
         except RuntimeError as error:
+            needed = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(error))
+            advice = (
+                f"the texts need {int(needed.group(1)) - 1} character pieces (the word boundary among "
+                f"them) and the unknown piece: raise data.tokenizer.vocab_size to at least "
+                f"{needed.group(1)}"
+                if needed
+                else "check data.tokenizer (kind, vocab_size, character_coverage)"
+            )
             raise ValueError(
-                f"SentencePiece {kind} training with vocab_size={vocab_size} failed on "
-                f"{len(sentences)} sentences ({error}); lower data.tokenizer.vocab_size"
+                f"SentencePiece {kind} training with data.tokenizer.vocab_size={vocab_size} "
+                f"failed on {len(sentences)} training sentences: {advice} ({error})"
             ) from error
-        return cls(model.getvalue(), kind)
+        tokenizer = cls(model.getvalue(), kind)
+        made = len(tokenizer.tokens) - 1  # SentencePiece's pieces, without the CTC blank
+        if made < vocab_size:
+            log.warning(
+                "data.tokenizer.vocab_size=%d asked, but the %d training sentences allow only %d "
+                "%s pieces: the tokenizer has %d (its size is in tokenizer.json and the "
+                "checkpoint). Set data.tokenizer.vocab_size=%d to make the config say so.",
+                vocab_size,
+                len(sentences),
+                made,
+                kind,
+                made,
+                made,
+            )
+        return tokenizer
 
     @property
     def vocab_size(self) -> int:
