@@ -98,7 +98,8 @@ def test_corrupt_audio_is_skipped_counted_and_listed_once(mini_commands, tmp_pat
     text = run_log.read_text()
     for clip in clips:
         assert text.count(str(clip)) == 1, f"{clip} must be listed exactly once in the run log"
-    assert "3 unreadable audio file(s) skipped" in text
+    assert "3 corpus entries skipped" in text
+    assert f"skipped {clips[0]}: empty: the file is 0 bytes" in text  # not "does not exist"
     assert (run_log.parent / "metrics.json").exists(), "training must go on to the end"
 
 

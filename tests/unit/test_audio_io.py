@@ -35,7 +35,7 @@ def test_read_segment(tmp_path: Path):
 @pytest.mark.parametrize(
     ("damage", "reason"),
     [
-        (lambda b: b"", "cannot read audio header"),
+        (lambda b: b"", "empty: the file is 0 bytes"),
         (lambda b: b[:30], "cannot read audio header"),
         (lambda b: b[: len(b) // 2], "truncated"),
         (lambda b: b[:44] + bytes(0), "cannot read audio header|empty|truncated"),
@@ -65,3 +65,14 @@ def test_samples_that_are_not_finite_are_an_audio_error(tmp_path: Path, bad):
     sf.write(path, samples, 16000, subtype="FLOAT")
     with pytest.raises(AudioError, match="3 of 1600 samples are not finite"):
         read_audio(path, 16000)
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".mp3", ".flac"])
+def test_a_zero_byte_file_is_called_empty_not_missing(tmp_path: Path, suffix):
+    path = tmp_path / f"clip{suffix}"
+    path.write_bytes(b"")
+    for read in (probe, lambda p: read_audio(p, 16000)):
+        with pytest.raises(AudioError, match="^empty: the file is 0 bytes$"):
+            read(path)
+    with pytest.raises(AudioError, match="^missing: no such file$"):
+        probe(tmp_path / f"absent{suffix}")

@@ -28,6 +28,8 @@ def _audio_error(what: str, path: Path, error: Exception) -> AudioError:
     """
     if not path.is_file():
         return AudioError("missing: no such file")
+    if path.stat().st_size == 0:  # libsndfile says "does not exist" or "not recognised" here
+        return AudioError("empty: the file is 0 bytes")
     reason = str(getattr(error, "error_string", None) or error).strip().rstrip(".")
     return AudioError(f"{what}: {reason}")
 

@@ -219,10 +219,12 @@ class SpeechDataModule(L.LightningDataModule):
             return
         assert self.manifest is not None
         for path, reason in sorted(self.manifest.skipped.items()):
-            log.warning("skipped audio file %s: %s", path, reason)
+            log.warning("skipped %s: %s", path, reason)
         if self.manifest.skipped:
+            # Audio files and metadata rows alike (empty transcripts, malformed rows, missing
+            # clips): each with its own reason above.
             log.warning(
-                "%d unreadable audio file(s) skipped while reading %s (listed above)",
+                "%d corpus entries skipped while reading %s, each with its reason above",
                 len(self.manifest.skipped),
                 self.reader.root,
             )
