@@ -34,3 +34,23 @@ def test_without_validation_training_runs_on_and_the_latest_epoch_is_tested(
     ]
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["status"] == "finished"
+
+
+def test_an_optimized_metric_the_run_never_produces_stops_it_before_training(
+    data_dir: Path, tmp_path: Path
+):
+    overrides = [
+        *QUICK,
+        f"paths.data_dir={data_dir}",
+        "+trainer.limit_train_batches=3",
+        "optimized_metric=val/acc_bets",  # a typo of val/acc_best
+    ]
+    with (
+        composed("train", overrides, tmp_path) as cfg,
+        pytest.raises(ValueError, match="optimized_metric='val/acc_bets' is not a metric") as error,
+    ):
+        train(cfg)
+    assert "val/acc_best" in str(error.value) and "test/acc" in str(error.value)
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["status"] == "failed" and record["curve"] == []  # no epoch was trained
+    assert not (tmp_path / "checkpoints" / "last.ckpt").exists()

@@ -95,3 +95,39 @@ def adapt_to_no_validation(trainer: L.Trainer) -> None:
             )
             callback.monitor = None
             callback.save_top_k = 1
+
+
+class OptimizedMetricCheck(Callback):
+    """Fail fast when ``optimized_metric`` (what train.py returns to a sweeper) names a metric
+    this run never produces: checked on the real metric names right after the sanity-check
+    validation, before the first training step (or after the first validation when the sanity
+    check is off), instead of a sweep that trains every job and then crashes.
+
+    Valid names: the validation metrics, their test counterparts (``test/x`` for ``val/x``)
+    and ``<monitor>_best``.
+    """
+
+    def __init__(self, optimized_metric: str | None, monitor: str) -> None:
+        self.name = optimized_metric
+        self.monitor = monitor
+        self.checked = False
+
+    def on_sanity_check_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._check(trainer)
+
+    def _check(self, trainer: L.Trainer) -> None:
+        if self.checked or not self.name:
+            return
+        self.checked = True
+        produced = sorted(k for k in trainer.callback_metrics if k.startswith("val/"))
+        valid = {f"{self.monitor}_best", *produced, *("test/" + k[4:] for k in produced)}
+        if self.name not in valid:
+            raise ValueError(
+                f"optimized_metric={self.name!r} is not a metric this run produces, so a sweep "
+                f"would have nothing to optimise. Set optimized_metric to one of: "
+                f"{', '.join(sorted(valid))}"
+            )

@@ -23,6 +23,7 @@ from speechlab.checkpoint.recipe import RecipeInCheckpoint, build_recipe, build_
 from speechlab.data.datamodule import build_datamodule
 from speechlab.run import resolvers  # noqa: F401  (config resolvers)
 from speechlab.run.callbacks import (
+    OptimizedMetricCheck,
     ShortRunLogInterval,
     SkippedAudioReport,
     adapt_to_no_validation,
@@ -132,6 +133,7 @@ def fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None) -> d
         ExactResume(),
         SkippedAudioReport(),
         ShortRunLogInterval(),
+        OptimizedMetricCheck(cfg.get("optimized_metric"), record.monitor),
         record,
         BestToLoggers(record),  # after the record: it reads the best value the record just kept
     ]
