@@ -33,3 +33,39 @@ def test_two_process_ddp_on_cpu_trains_validates_tests_and_rank0_alone_writes(da
     assert len(names) == 2 and names[0].startswith("epoch_") and names[1] == "last.ckpt"
     assert [p.name for p in (run_dir / "csv").iterdir() if p.suffix == ".csv"] == ["metrics.csv"]
     assert not (REPO / "outputs").exists() and not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("mini_commands")
+def test_a_grid_of_ddp_jobs_is_one_sweep_in_one_folder(data_dir, tmp_path):
+    """Each job's DDP child runs that job: before, every child relaunched the whole sweep into
+    a second sweep folder, and the second job of the process waited on the first's ranks."""
+    import subprocess
+    import sys
+
+    for name in ("train.py", "conf"):
+        (tmp_path / name).symlink_to(REPO / name)
+    command = [
+        sys.executable,
+        "train.py",
+        "-m",
+        "trainer=ddp_cpu",
+        "model=kws_cnn",
+        "data=mini_commands",
+        "seed=1,2",
+        f"paths.data_dir={data_dir}",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=1",
+        "+trainer.limit_test_batches=1",
+        "callbacks.progress_bar=null",
+    ]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (result.stdout + result.stderr).count("Launching 2 jobs") == 1
+    (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    with (sweep / "summary.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [row["status"] for row in rows] == ["finished", "finished"]
+    for job in ("0", "1"):
+        assert "test/acc" in json.loads((sweep / job / "metrics.json").read_text())

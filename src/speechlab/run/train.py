@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +19,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from speechlab.checkpoint.init_from import INIT_FROM_KEY, apply_init_from
 from speechlab.checkpoint.last import ExactResume
@@ -86,6 +90,43 @@ def hydra_job() -> tuple[bool, list[str]]:
     return hydra_cfg.mode == RunMode.MULTIRUN, list(hydra_cfg.overrides.task)
 
 
+def ddp_children_join_this_job() -> None:
+    """Make the DDP processes Lightning starts for a multirun job run this job, not the sweep.
+
+    Lightning starts ranks 1.. as ``python train.py <sys.argv[1:]> hydra.run.dir=<run.dir>``.
+    In a multirun job ``sys.argv`` still holds ``-m`` and every swept value, so each child
+    launched a whole second sweep in a new sweep folder, and ``run.dir`` is not the job's dir.
+    Here both become the job's own: its overrides, without ``-m``, and its output dir.
+    """
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return
+    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
+    with read_write(hydra_cfg), open_dict(hydra_cfg):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+
+
+@contextmanager
+def job_process_state(multirun: bool) -> Iterator[None]:
+    """Leave the process as the multirun job found it: the jobs of a sweep share one process
+    (Hydra's basic launcher), and DDP's environment (``LOCAL_RANK``, ``WORLD_SIZE``,
+    ``MASTER_PORT``, ...) and process group from one job made the next believe its ranks were
+    already launched, so it waited on peers that had exited."""
+    if not multirun:
+        yield
+        return
+    environment = dict(os.environ)
+    try:
+        yield
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(environment)
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train and/or test as ``cfg`` says; return the logged metrics (``val/*``, ``test/*``) and
     ``<monitor>_best``, the best monitored validation value.
@@ -102,7 +143,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     record = RunRecord(run_dir, monitor, cfg.model.get("monitor_mode") or "min", overrides)
     record.start()
     try:
-        metrics = fit_and_test(cfg, record, state.ckpt_path)
+        with job_process_state(multirun):
+            metrics = fit_and_test(cfg, record, state.ckpt_path)
     except Exception as error:
         record.fail(error)
         raise
@@ -142,6 +184,7 @@ def fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None) -> d
     for logger in loggers:
         if not isinstance(logger, CSVLogger):  # a per-run file: its columns keep the plain names
             namespace_metrics(logger, namespace)
+    ddp_children_join_this_job()
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False
     )
