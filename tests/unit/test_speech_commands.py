@@ -291,3 +291,28 @@ def test_real_sample_commands12() -> None:
         assert u.offset + u.duration <= end / info.sample_rate + 1e-9
     default = scan_all(SpeechCommandsReader(shared_sample()))[0]["train"]
     assert Counter(u.label for u in default) == {"down": 2, UNKNOWN_LABEL: 1, SILENCE_LABEL: 1}
+
+
+def test_list_entries_in_other_spellings_name_the_same_clip(
+    corpus: tuple[Path, dict[str, str]],
+) -> None:
+    """Prefixed, ./, absolute, Windows and BOM-led entries once leaked test clips into train."""
+    root, expected = corpus
+    spellings = [
+        lambda c: f"speech_commands_v0.02/{c}",
+        lambda c: f"./{c}",
+        lambda c: str(root.resolve() / c),
+        lambda c: c.replace("/", "\\") + "  ",
+    ]
+    for name, split in (("validation_list.txt", "validation"), ("testing_list.txt", "test")):
+        entries = sorted(c for c, s in expected.items() if s == split)
+        lines = [spellings[i % len(spellings)](c) for i, c in enumerate(entries)]
+        (root / name).write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode())
+    splits, report = scan_all(SpeechCommandsReader(root, label_set="all"))
+    got = {
+        str(Path(u.audio_path).relative_to(root.resolve())): split
+        for split, utterances in splits.items()
+        for u in utterances
+    }
+    assert got == expected
+    assert not report.skipped

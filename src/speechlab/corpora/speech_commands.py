@@ -97,11 +97,22 @@ class _Layout:
         return {clip for clips in self.words.values() for clip in clips}
 
 
+def list_entry(line: str) -> str:
+    """A list-file line as the clip it names, ``<word>/<file>.wav``: other spellings of the same
+    clip (a corpus-folder prefix such as ``speech_commands_v0.02/yes/x.wav``, ``./``, an absolute
+    path, Windows separators, a byte-order mark, surrounding space) name it too. Left as they
+    were, those entries matched no clip and put validation or test clips into train."""
+    parts = [
+        p for p in line.strip().lstrip("\ufeff").replace("\\", "/").split("/") if p not in ("", ".")
+    ]
+    return "/".join(parts[-2:])
+
+
 def _read_list(path: Path) -> set[str]:
     if not path.is_file():
         return set()
-    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
-    return {line for line in lines if line}
+    entries = (list_entry(line) for line in path.read_text(encoding="utf-8").splitlines())
+    return {entry for entry in entries if entry}
 
 
 def _read_layout(root: Path) -> _Layout:
@@ -295,10 +306,20 @@ class SpeechCommandsReader:
             return
         entries, list_name = listed[split]
         known = layout.clips
-        for entry in sorted(entries - known):
+        unmatched = sorted(entries - known)
+        for entry in unmatched:
             path = self.root / entry
-            if not path.exists():
-                report.skip(path, f"listed in {list_name} but the file does not exist")
+            problem = "matches no clip" if path.exists() else "the file does not exist"
+            report.skip(path, f"listed in {list_name} but {problem} (expected <word>/<file>.wav)")
+        if unmatched:
+            log.warning(
+                "%d entr%s of %s match%s no clip under %s (each listed as skipped)",
+                len(unmatched),
+                "y" if len(unmatched) == 1 else "ies",
+                list_name,
+                "es" if len(unmatched) == 1 else "",
+                self.root,
+            )
 
     def _clips(self, clips: list[str], word: str, report: ScanReport) -> Iterator[Utterance]:
         label = word if self.label_set == "all" or word in COMMAND_WORDS else UNKNOWN_LABEL

@@ -19,7 +19,7 @@ from speechlab.data.utterance import Utterance
 
 log = logging.getLogger(__name__)
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: Speech Commands list spellings resolved, 0-byte clips called empty
 SKIPPED_FILE = "skipped.tsv"
 
 
