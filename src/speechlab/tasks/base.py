@@ -32,6 +32,8 @@ class SpeechTask(L.LightningModule):
         augment: feature augmentation applied in training only (e.g. torchaudio's SpecAugment).
         monitor: the validation metric that selects checkpoints and drives sweeps.
         monitor_mode: ``"max"`` or ``"min"`` for ``monitor``.
+        waveform_augment: waveform augmentation of the training batch before the frontend
+            (e.g. :class:`speechlab.audio.augment.WaveformAugment`: speed, noise, gain, shift).
         step_guard: skips training steps whose loss or gradients are not finite (counted as
             ``train/skipped_steps``) and stops a run that diverged; ``None`` trains every step.
     """
@@ -50,6 +52,7 @@ class SpeechTask(L.LightningModule):
         monitor: str = "val/loss",
         monitor_mode: str = "min",
         step_guard: NonFiniteStepGuard | None = None,
+        waveform_augment: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if monitor_mode not in ("min", "max"):
@@ -61,6 +64,7 @@ class SpeechTask(L.LightningModule):
         self.monitor = monitor
         self.monitor_mode = monitor_mode
         self.step_guard = step_guard
+        self.waveform_augment = waveform_augment
         self._loss_finite = torch.tensor(True)
         self._skip_scheduler_step = False
 
@@ -78,6 +82,10 @@ class SpeechTask(L.LightningModule):
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
         if len(batch) == 0:
             return batch
+        if self.training and self.waveform_augment is not None:
+            batch.audio, batch.audio_lengths = self.waveform_augment(
+                batch.audio, batch.audio_lengths
+            )
         features, lengths = self.frontend(batch.audio, batch.audio_lengths)
         if self.training and self.augment is not None:
             features = self.augment(features)

@@ -52,8 +52,18 @@ class CTCTask(SpeechTask):
         monitor: str = "val/cer",
         monitor_mode: str = "min",
         step_guard: NonFiniteStepGuard | None = None,
+        waveform_augment: nn.Module | None = None,
     ) -> None:
-        super().__init__(frontend, optimizer, scheduler, augment, monitor, monitor_mode, step_guard)
+        super().__init__(
+            frontend,
+            optimizer,
+            scheduler,
+            augment,
+            monitor,
+            monitor_mode,
+            step_guard,
+            waveform_augment,
+        )
         self.tokenizer = load_tokenizer(tokenizer)
         self.encoder = encoder
         self.head = nn.Linear(encoder.output_dim, self.tokenizer.vocab_size)

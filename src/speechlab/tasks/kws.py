@@ -37,8 +37,18 @@ class KeywordSpottingTask(SpeechTask):
         monitor: str = "val/acc",
         monitor_mode: str = "max",
         step_guard: NonFiniteStepGuard | None = None,
+        waveform_augment: nn.Module | None = None,
     ) -> None:
-        super().__init__(frontend, optimizer, scheduler, augment, monitor, monitor_mode, step_guard)
+        super().__init__(
+            frontend,
+            optimizer,
+            scheduler,
+            augment,
+            monitor,
+            monitor_mode,
+            step_guard,
+            waveform_augment,
+        )
         if len(labels) < 2:
             raise ValueError(f"keyword spotting needs at least 2 labels, got {list(labels)}")
         self.labels = list(labels)

@@ -97,8 +97,18 @@ class LASTask(SpeechTask):
         monitor: str = "val/cer",
         monitor_mode: str = "min",
         step_guard: NonFiniteStepGuard | None = None,
+        waveform_augment: nn.Module | None = None,
     ) -> None:
-        super().__init__(frontend, optimizer, scheduler, augment, monitor, monitor_mode, step_guard)
+        super().__init__(
+            frontend,
+            optimizer,
+            scheduler,
+            augment,
+            monitor,
+            monitor_mode,
+            step_guard,
+            waveform_augment,
+        )
         if not 0.0 <= ctc_weight < 1.0:
             raise ValueError(f"ctc_weight must be in [0, 1), got {ctc_weight}")
         if ctc_upsampling < 1:
