@@ -31,6 +31,11 @@ def _audio_error(what: str, path: Path, error: Exception) -> AudioError:
     if path.stat().st_size == 0:  # libsndfile says "does not exist" or "not recognised" here
         return AudioError("empty: the file is 0 bytes")
     reason = str(getattr(error, "error_string", None) or error).strip().rstrip(".")
+    if "does not exist" in reason:  # libsndfile's words for bytes no decoder recognises
+        reason = (
+            f"the {path.stat().st_size}-byte file is not audio libsndfile can read "
+            "(corrupt, or not a WAV, FLAC, OGG or MP3 file)"
+        )
     return AudioError(f"{what}: {reason}")
 
 
@@ -111,7 +116,8 @@ def read_audio(
     """Decode ``path`` (or the segment ``offset``..``offset+duration`` seconds) to mono float32.
 
     Returns a ``(T,)`` tensor at ``sample_rate``. Raises :class:`AudioError` when the file cannot
-    be decoded, holds no samples in the requested segment, or holds samples that are not finite
+    be decoded, is a truncated WAV, holds no samples in the requested segment, or holds samples
+    that are not finite
     (NaN or infinity, possible in float WAV files): they would make every loss of its batch NaN.
     """
     path = Path(path)
@@ -127,6 +133,9 @@ def read_audio(
         raise _audio_error("cannot decode audio", path, error) from error
     if data.shape[0] == 0:
         raise AudioError("empty: no audio samples in the requested segment")
+    truncated = _wav_truncation(path)  # libsndfile reads a cut-off WAV as a shorter one
+    if truncated:
+        raise AudioError(truncated)
     bad = int(np.size(data) - np.isfinite(data).sum())
     if bad:
         raise AudioError(f"{bad} of {data.size} samples are not finite (NaN or infinity)")

@@ -90,6 +90,22 @@ class SpeechDataModule(L.LightningDataModule):
         for name, value in (("target_field", target_field), ("source_field", source_field)):
             if value is not None and value not in TARGET_FIELDS:
                 raise ValueError(f"{name} must be one of {TARGET_FIELDS}, got {value!r}")
+        checks = (
+            ("sample_rate", sample_rate, sample_rate > 0, "a positive rate in Hz"),
+            ("batch_seconds", batch_seconds, batch_seconds > 0, "positive seconds of audio"),
+            ("max_duration", max_duration, max_duration is None or max_duration > 0, "null or > 0"),
+            ("num_buckets", num_buckets, num_buckets >= 1, ">= 1"),
+            ("num_workers", num_workers, num_workers >= 0, ">= 0"),
+            (
+                "max_batch_size",
+                max_batch_size,
+                max_batch_size is None or max_batch_size >= 1,
+                "null or >= 1",
+            ),
+        )
+        for name, value, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"data.{name} must be {expected}, got {value!r}")
         self.reader = reader
         self.cache_dir = Path(cache_dir)
         self.target_field = target_field
