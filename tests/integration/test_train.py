@@ -46,7 +46,9 @@ def run_cli(script: str, *overrides: str, expect_ok: bool = True) -> subprocess.
 
 def test_train_tests_best_checkpoint_and_evaluate_restores_it(mini_commands, data_dir, tmp_path):
     run_dir = tmp_path / "train"
-    with composed("train", [f"paths.data_dir={data_dir}", *QUICK], run_dir) as cfg:
+    # 3 epochs of 20 batches: enough to beat chance, a fraction of the corpus's full epochs.
+    overrides = [f"paths.data_dir={data_dir}", *QUICK, "+trainer.limit_train_batches=20"]
+    with composed("train", overrides, run_dir) as cfg:
         metrics = train(cfg)
     assert metrics["test/acc"] > 1 / 12, "the model must learn more than chance in 3 epochs"
     assert (run_dir / "checkpoints" / "last.ckpt").exists()
@@ -92,6 +94,9 @@ def test_corrupt_audio_is_skipped_counted_and_listed_once(mini_commands, tmp_pat
         f"paths.data_dir={tmp_path / 'data'}",
         f"paths.log_dir={logs}",
         "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=5",  # the clips are found when the corpus is scanned
+        "+trainer.limit_val_batches=2",
+        "+trainer.limit_test_batches=2",
         "callbacks.progress_bar=null",
     )
     (run_log,) = logs.glob("train/runs/*/train.log")
