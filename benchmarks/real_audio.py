@@ -3,8 +3,9 @@
 Trains ``experiment=kws_fsdd`` (target: test accuracy >= 90 %) and ``experiment=ctc_fsdd``
 (target: greedy test WER <= 10 %) on the Free Spoken Digit Dataset in ``../shared/data/fsdd``
 (official test takes 0-4), each through ``train.py`` as a user runs it, in a temporary dir.
-Prints each run's test metrics and wall time; exits 1 when a target is missed. The test suite
-keeps the quick keyword-spotting check; the recognition recipe (15 epochs, minutes) lives here.
+Prints each run's test metrics and wall time; exits 1 when a target is missed. Both trainings
+(minutes each) live here; the test suite runs the same recordings through the README's lines
+with one batch per split.
 
     .venv/bin/python benchmarks/real_audio.py [--fsdd ../shared/data/fsdd] [--only ctc|kws]
 """
