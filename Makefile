@@ -18,9 +18,10 @@ setup: $(STAMP)
 train: setup
 	$(BIN)/python train.py $(ARGS)
 
-# The MLflow UI's server (the full mlflow package); TensorBoard comes with `setup`.
+# The MLflow UI's server: the full mlflow package at exactly the version of the mlflow-skinny that
+# writes the runs (an older UI refuses a store written by a newer one). TensorBoard comes with `setup`.
 dashboards: setup
-	$(BIN)/python -m pip install --quiet -e ".[dashboards]"
+	$(BIN)/python -m pip install --quiet "mlflow==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("mlflow-skinny"))')"
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
