@@ -1,5 +1,7 @@
 """The non-finite step guard as users meet it: a learning rate far too high on the embedded corpus
-stops the run with the likely causes named, and last.ckpt keeps finite weights."""
+stops the run with the likely causes named, and last.ckpt keeps finite weights, in fp32 and under
+``16-mixed`` with its gradient scaler (run on the CPU through torch's CPU ``GradScaler``: Lightning
+takes ``16-mixed`` on CUDA only, but the scaler and the guard's path through it are the same)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import open_dict
 
 from speechlab.run.train import run as train
 from speechlab.tasks.step_guard import NonFiniteTrainingError
@@ -17,8 +20,20 @@ from tests.integration.test_train import QUICK, mini_commands  # noqa: F401  (se
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+# Lightning's 16-mixed precision plugin with torch's CPU gradient scaler.
+FP16_WITH_SCALER = {
+    "_target_": "lightning.pytorch.plugins.MixedPrecision",
+    "precision": "16-mixed",
+    "device": "cpu",
+    "scaler": {"_target_": "torch.amp.GradScaler", "device": "cpu"},
+}
+
+
 @pytest.mark.usefixtures("mini_commands")
-def test_a_diverging_run_skips_counts_and_stops_with_finite_weights(data_dir: Path, tmp_path: Path):
+@pytest.mark.parametrize("precision", ["32", "16-mixed"])
+def test_a_diverging_run_skips_counts_and_stops_with_finite_weights(
+    precision: str, data_dir: Path, tmp_path: Path
+):
     overrides = [
         *QUICK,
         f"paths.data_dir={data_dir}",
@@ -31,6 +46,10 @@ def test_a_diverging_run_skips_counts_and_stops_with_finite_weights(data_dir: Pa
         composed("train", overrides, tmp_path) as cfg,
         pytest.raises(NonFiniteTrainingError) as stopped,
     ):
+        if precision == "16-mixed":
+            with open_dict(cfg.trainer):
+                cfg.trainer.plugins = [FP16_WITH_SCALER]
+                cfg.trainer.precision = None  # the plugin sets it
         train(cfg)
     message = str(stopped.value)
     assert "3 steps in a row" in message and "model.optimizer.lr" in message
@@ -43,3 +62,5 @@ def test_a_diverging_run_skips_counts_and_stops_with_finite_weights(data_dir: Pa
     weights = [v for v in checkpoint["state_dict"].values() if v.is_floating_point()]
     assert all(torch.isfinite(w).all() for w in weights)  # not the diverged ones
     assert checkpoint["global_step"] < 30 - record["skipped_steps"]
+    if precision == "16-mixed":  # the gradient scaler ran the steps (its state is checkpointed)
+        assert checkpoint["MixedPrecision"]["scale"] > 0
