@@ -50,12 +50,17 @@ def composed(config_name: str, overrides: list[str], output_dir: Path) -> Iterat
 @contextmanager
 def one_torch_thread() -> Iterator[None]:
     """Torch on one thread inside: tiny tensors gain nothing from more on a busy 2-core machine."""
-    threads = torch.get_num_threads()
+    threads, omp = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
     torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"  # what a run's threads=auto then keeps
     try:
         yield
     finally:
         torch.set_num_threads(threads)
+        if omp is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = omp
 
 
 @pytest.fixture

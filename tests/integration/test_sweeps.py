@@ -136,6 +136,8 @@ def test_a_submitit_relaunch_resumes_a_killed_job_from_its_last_checkpoint(data_
     assert [(p["epoch"], p["attempt"]) for p in job["curve"]] == [
         (epoch, 0 if epoch < done_epochs else 1) for epoch in range(4)
     ]
+    elapsed = [p["elapsed_s"] for p in job["curve"]]  # the learning curve's time axis, resumed
+    assert elapsed == sorted(elapsed) and 0 < elapsed[-1] <= job["wall_s"]
     assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 3
     (row,) = summary_rows(sweep)
     assert row["status"] == "finished" and row["epochs"] == "4"

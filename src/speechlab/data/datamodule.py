@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
+from speechlab.data.audio_cache import AUDIO_CACHE_KINDS, DecodedAudioCache
 from speechlab.data.collate import collate_examples
 from speechlab.data.dataset import SpeechDataset
 from speechlab.data.loader import ResumableDataLoader
@@ -45,6 +46,9 @@ class SpeechDataModule(L.LightningDataModule):
         num_buckets: duration buckets of the training sampler.
         max_batch_size: optional cap on utterances per batch.
         num_workers: dataloader worker processes.
+        audio_cache: keep decoded, resampled audio for the next epoch: ``None`` (decode every
+            epoch), ``memory`` (per process) or ``disk`` (``.npy`` files in the manifest's
+            folder, shared by workers and runs, invalidated with the manifest).
         cache_dir: where manifests are cached.
         prepare: optional callable run once before reading (e.g. generate the embedded corpus).
         labels: the class labels in model order; ``None`` takes them from the reader (or the
@@ -76,6 +80,7 @@ class SpeechDataModule(L.LightningDataModule):
         max_batch_size: int | None = None,
         num_workers: int = 0,
         pin_memory: bool = False,
+        audio_cache: str | None = None,
         prepare: Callable[[], object] | None = None,
         labels: list[str] | None = None,
         tokenizer: Mapping[str, Any] | None = None,
@@ -97,6 +102,12 @@ class SpeechDataModule(L.LightningDataModule):
             ("num_buckets", num_buckets, num_buckets >= 1, ">= 1"),
             ("num_workers", num_workers, num_workers >= 0, ">= 0"),
             (
+                "audio_cache",
+                audio_cache,
+                audio_cache is None or audio_cache in AUDIO_CACHE_KINDS,
+                "null, memory or disk",
+            ),
+            (
                 "max_batch_size",
                 max_batch_size,
                 max_batch_size is None or max_batch_size >= 1,
@@ -116,6 +127,7 @@ class SpeechDataModule(L.LightningDataModule):
         self.max_batch_size = max_batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
+        self.audio_cache = audio_cache
         self.prepare = prepare
         self.fixed_labels = list(labels) if labels is not None else None
         self.tokenizer_spec = dict(tokenizer) if tokenizer is not None else {"kind": "char"}
@@ -147,9 +159,14 @@ class SpeechDataModule(L.LightningDataModule):
         self.target = self._build_target(self.manifest)
         if self.source_field is not None:
             self.source = self._tokens(self.manifest, self.source_field, self.source_tokenizer_spec)
+        cache = DecodedAudioCache.for_manifest(
+            self.audio_cache, self.sample_rate, self.manifest.directory
+        )
         for split in SPLITS:
             kept = self._filter(split, self.manifest.splits[split])
-            self.datasets[split] = SpeechDataset(kept, self.sample_rate, self.target, self.source)
+            self.datasets[split] = SpeechDataset(
+                kept, self.sample_rate, self.target, self.source, cache=cache
+            )
         self._report()
 
     def _build_target(self, manifest: Manifest) -> ClassLabels | TokenTargets:

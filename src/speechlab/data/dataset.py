@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from speechlab.audio.io import AudioError, read_audio
+from speechlab.data.audio_cache import DecodedAudioCache
 from speechlab.data.utterance import Utterance
 
 
@@ -38,7 +39,8 @@ class SpeechDataset(Dataset):
     source transcript of a translation pair.
 
     A file that fails to decode yields a :class:`SkippedExample` instead of raising, so one bad
-    file never ends an epoch.
+    file never ends an epoch. With ``cache``, a clip is decoded once and read back from the cache
+    in later epochs (the same samples: the cache stores float32 exactly).
     """
 
     def __init__(
@@ -47,11 +49,13 @@ class SpeechDataset(Dataset):
         sample_rate: int,
         target: Callable[[Utterance], torch.Tensor],
         source: Callable[[Utterance], torch.Tensor] | None = None,
+        cache: DecodedAudioCache | None = None,
     ) -> None:
         self.utterances = list(utterances)
         self.sample_rate = sample_rate
         self.target = target
         self.source = source
+        self.cache = cache
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -62,16 +66,24 @@ class SpeechDataset(Dataset):
 
     def __getitem__(self, index: int) -> Example | SkippedExample:
         utterance = self.utterances[index]
-        try:
-            # Always the recorded segment: a clip cut at offset 0 of a long recording (silence
-            # from background noise) must not read the whole file.
-            audio = read_audio(
-                utterance.audio_path,
-                self.sample_rate,
-                offset=utterance.offset,
-                duration=utterance.duration,
-            )
-        except AudioError as error:
-            return SkippedExample(utterance.id, utterance.audio_path, str(error))
+        audio = self.cache.get(utterance) if self.cache is not None else None
+        if audio is None:
+            try:
+                audio = self._decode(utterance)
+            except AudioError as error:
+                return SkippedExample(utterance.id, utterance.audio_path, str(error))
+            if self.cache is not None:
+                self.cache.put(utterance, audio)
         source = self.source(utterance) if self.source is not None else None
         return Example(utterance.id, audio, self.target(utterance), source)
+
+    def _decode(self, utterance: Utterance) -> torch.Tensor:
+        """``(T,)`` float32 at ``sample_rate``; raises :class:`AudioError`."""
+        # Always the recorded segment: a clip cut at offset 0 of a long recording (silence from
+        # background noise) must not read the whole file.
+        return read_audio(
+            utterance.audio_path,
+            self.sample_rate,
+            offset=utterance.offset,
+            duration=utterance.duration,
+        )

@@ -10,7 +10,8 @@ Layout::
      "overrides": ["model.optimizer.lr=0.001", ...],        # the job's command-line overrides
      "monitor": "val/acc", "mode": "max",
      "attempts": [{"started": "...", "updated": "...", "ended": "...", "status": "..."}],
-     "curve": [{"epoch": 0, "step": 40, "value": 0.41, "attempt": 0}, ...],  # after each validation
+     "curve": [{"epoch": 0, "step": 40, "value": 0.41, "attempt": 0,   # after each validation
+                "elapsed_s": 12.5}, ...],    # seconds of the run's attempts so far (learning curves)
      "best": 0.52, "epochs": 3, "wall_s": 61.2, "error": "...",
      "skipped_steps": 0}              # non-finite steps the guard skipped (also per attempt)
 """
@@ -115,12 +116,20 @@ class RunRecord(Callback):
                 "step": trainer.global_step,
                 "value": None if value is None else float(value),
                 "attempt": len(self.record["attempts"]) - 1,
+                "elapsed_s": round(self._elapsed(), 3),
             }
         )
         self.record["curve"] = curve
         self.record["epochs"] = epoch + 1
         self._count_skipped(trainer)
         self._write()
+
+    def _elapsed(self) -> float:
+        """Seconds of every attempt so far, the current one up to now."""
+        attempts = self.record["attempts"]
+        current = _parse(attempts[-1]["started"]) if attempts else None
+        done = wall_seconds({"attempts": attempts[:-1]})
+        return done + (0.0 if current is None else time.time() - current)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._count_skipped(trainer)

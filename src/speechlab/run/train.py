@@ -42,6 +42,7 @@ from speechlab.run.dashboards import (
 from speechlab.run.reports import plain_metrics, print_metrics, write_metrics, write_predictions
 from speechlab.run.resume import plan_resume
 from speechlab.run.run_record import RunRecord
+from speechlab.run.threads import configure_threads, plan_threads, processes_per_node
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,8 @@ def fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None) -> d
     """The recipe: seed, data, model, callbacks, loggers, trainer; fit from ``ckpt_path``, test."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
+    per_node = processes_per_node(cfg.trainer.accelerator, cfg.trainer.devices)
+    configure_threads(plan_threads(cfg.threads.intra_op, cfg.threads.inter_op, per_node))
 
     quiet_other_ranks()
     task_class = hydra.utils.get_class(cfg.model._target_)
