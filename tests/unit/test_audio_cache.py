@@ -108,12 +108,25 @@ def test_an_unwritable_cache_warns_once_and_training_data_still_comes(
     assert len(warnings) == 1 and "data.audio_cache=null" in warnings[0].getMessage()
 
 
-def test_a_damaged_cache_entry_is_decoded_again(corpus: Path, tmp_path: Path):
+@pytest.mark.parametrize(
+    "damage",
+    [b"", b"\x93NUMPY damaged", "cut", "int16", "2-D"],
+    ids=["empty", "garbage", "cut", "int16", "2-D"],
+)
+def test_a_damaged_cache_entry_is_decoded_again(damage, corpus: Path, tmp_path: Path):
     dataset = datamodule(corpus, tmp_path / "cache", "disk").datasets["train"]
     expected = dataset[0].audio
     entry = next(dataset.cache.directory.rglob("*.npy"))
-    entry.write_bytes(b"\x93NUMPY damaged")
+    if damage == "cut":
+        entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
+    elif damage == "int16":
+        np.save(entry, (expected.numpy() * 32767).astype(np.int16))
+    elif damage == "2-D":
+        np.save(entry, expected.numpy()[None, :])
+    else:
+        entry.write_bytes(damage)
     assert torch.equal(dataset[0].audio, expected)
+    assert torch.equal(dataset[0].audio, expected)  # rewritten: read back whole
 
 
 def test_an_unknown_cache_kind_is_refused_with_the_choices(corpus: Path, tmp_path: Path):

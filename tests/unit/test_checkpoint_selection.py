@@ -38,6 +38,13 @@ class Scripted(L.LightningModule):
 def best_epoch(
     tmp_path: Path, cer: Sequence[float], loss: Sequence[float | None], **options
 ) -> int:
+    return fit(tmp_path, cer, loss, **options)[0]
+
+
+def fit(
+    tmp_path: Path, cer: Sequence[float], loss: Sequence[float | None], **options
+) -> tuple[int, list[int], TieBreakingCheckpoint]:
+    """The best epoch, the epochs whose checkpoints are kept, and the callback."""
     checkpoint = TieBreakingCheckpoint(
         dirpath=tmp_path,
         filename="epoch_{epoch:03d}",
@@ -52,9 +59,9 @@ def best_epoch(
         enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu",
     )  # fmt: skip
     trainer.fit(Scripted(cer, loss), loader, loader)
-    saved = sorted(p.name for p in tmp_path.glob("*.ckpt"))
-    assert len(saved) == checkpoint.save_top_k and Path(checkpoint.best_model_path).exists()
-    return int(Path(checkpoint.best_model_path).stem.split("_")[1])
+    saved = sorted(int(p.stem.split("_")[1]) for p in tmp_path.glob("*.ckpt"))
+    assert Path(checkpoint.best_model_path).exists()
+    return int(Path(checkpoint.best_model_path).stem.split("_")[1]), saved, checkpoint
 
 
 def test_a_tie_at_the_floor_goes_to_the_lowest_validation_loss(tmp_path: Path):
@@ -74,7 +81,25 @@ def test_the_monitored_metric_still_decides_first(tmp_path: Path):
 
 
 def test_ties_are_ranked_with_several_kept(tmp_path: Path):
-    assert best_epoch(tmp_path / "a", [0.3, 0.0, 0.0, 0.0], [2.0, 0.5, 0.3, 0.4], save_top_k=2) == 2
+    best, kept, _ = fit(tmp_path / "a", [0.3, 0.0, 0.0, 0.0], [2.0, 0.5, 0.3, 0.4], save_top_k=2)
+    assert (best, kept) == (2, [2, 3])
+    # Without a tie breaker the later epochs are kept and the latest is the best.
+    best, kept, _ = fit(tmp_path / "b", [1.0] * 4, [None] * 4, save_top_k=3, tie_breaker=None)
+    assert (best, kept) == (3, [1, 2, 3])
+
+
+def test_each_best_checkpoint_holds_its_own_tie_breaker_value(tmp_path: Path):
+    _, _, callback = fit(tmp_path, [0.3, 0.0, 0.0], [2.0, 1.0, 0.5])
+    state = torch.load(callback.best_model_path, weights_only=True)["callbacks"]
+    (own,) = [v for k, v in state.items() if k.startswith("TieBreakingCheckpoint")]
+    assert own["tie_values"] == {callback.best_model_path: 0.5}
+
+
+def test_a_tie_breaker_the_run_does_not_log_is_said(tmp_path: Path, caplog):
+    with caplog.at_level("WARNING", logger="speechlab.checkpoint.selection"):
+        best = best_epoch(tmp_path, [0.3, 0.1, 0.1], [2.0, 1.0, 0.5], tie_breaker="val/los")
+    assert best == 2
+    assert "tie_breaker=val/los is not logged" in caplog.text and "val/loss" in caplog.text
 
 
 def test_a_bad_mode_is_refused():

@@ -21,6 +21,7 @@ from speechlab.nn.encoders import (
 )
 from speechlab.nn.encoders.masking import MaskedBatchNorm, time_mask
 from speechlab.nn.encoders.pyramidal_lstm import PyramidalLSTMEncoder
+from speechlab.nn.encoders.rnn import PackedRNN
 from speechlab.nn.kws_cnn import KeywordCNN
 from tests.conftest import CONF
 from tests.unit.conftest import padded
@@ -212,3 +213,30 @@ def test_pyramidal_encoder_lengths_and_padding_invariance() -> None:
     for reduction, layers in ((6, 3), (16, 3)):
         with pytest.raises(ValueError):
             PyramidalLSTMEncoder(6, num_layers=layers, reduction=reduction)
+
+
+@pytest.mark.parametrize("rnn_type", ["lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_the_cpu_layer_by_layer_rnn_equals_the_packed_one(rnn_type: str, bidirectional: bool):
+    """The CPU path (oneDNN's fused kernel on the padded batch, backward direction reversed
+    within each length) gives the packed path's outputs and gradients, zero on padding."""
+    torch.manual_seed(0)
+    rnn = PackedRNN(12, 8, 3, dropout=0.0, bidirectional=bidirectional, rnn_type=rnn_type)
+    frames = torch.randn(5, 11, 12)
+    lengths = torch.tensor([11, 6, 1, 9, 3])
+    results = []
+    for path in (rnn._packed, rnn._by_layer):
+        rnn.zero_grad()
+        inputs = frames.clone().requires_grad_(True)
+        output = path(inputs, lengths)
+        (output * torch.linspace(-1, 1, output.shape[-1])).sum().backward()
+        grads = [p.grad.clone() for p in rnn.parameters()]
+        results.append((output.detach(), inputs.grad, grads))
+    (packed, packed_input_grad, packed_grads), (layered, layered_input_grad, layered_grads) = (
+        results
+    )
+    torch.testing.assert_close(layered, packed, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(layered_input_grad, packed_input_grad, atol=1e-6, rtol=1e-5)
+    for a, b in zip(layered_grads, packed_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert layered[1, 6:].abs().max() == 0 and layered[2, 1:].abs().max() == 0

@@ -32,7 +32,7 @@ def test_the_users_setting_wins():
     assert plan_threads(cores=8, environ={"OMP_NUM_THREADS": "junk"}).intra_op == 8
 
 
-@pytest.mark.parametrize("bad", [0, -2, "many", 1.5])
+@pytest.mark.parametrize("bad", [0, -2, "many", 1.5, True])
 def test_a_bad_count_is_refused(bad):
     with pytest.raises(ValueError, match="threads.intra_op must be auto or a count >= 1"):
         plan_threads(bad, cores=2, environ={})

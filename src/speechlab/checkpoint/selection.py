@@ -9,11 +9,14 @@ later epoch wins.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+log = logging.getLogger(__name__)
 
 
 class TieBreakingCheckpoint(ModelCheckpoint):
@@ -45,23 +48,36 @@ class TieBreakingCheckpoint(ModelCheckpoint):
         self.tie_breaker_mode = tie_breaker_mode
         self.tolerance = tolerance
         self.tie_values: dict[str, float] = {}  # checkpoint path -> its tie_breaker value
+        self.saved_order: dict[str, int] = {}  # checkpoint path -> when it was kept (later: higher)
         self._candidate_tie: float | None = None
+        self._missing_warned = False
 
     def _save_monitor_checkpoint(
         self, trainer: L.Trainer, monitor_candidates: dict[str, torch.Tensor]
     ) -> None:
         value = monitor_candidates.get(self.tie_breaker) if self.tie_breaker else None
         self._candidate_tie = None if value is None else float(value)
+        if self.tie_breaker and value is None and not self._missing_warned:
+            self._missing_warned = True
+            known = sorted(k for k in monitor_candidates if "/" in k)
+            log.warning(
+                "callbacks.model_checkpoint.tie_breaker=%s is not logged by this run, so ties on "
+                "%s go to the later epoch; logged metrics: %s",
+                self.tie_breaker,
+                self.monitor,
+                ", ".join(known),
+            )
         super()._save_monitor_checkpoint(trainer, monitor_candidates)
 
-    def _key(self, path: str) -> tuple[float, float]:
-        """Sort key of a kept checkpoint, best first: (monitored value, tie breaker), both
-        turned so that smaller is better."""
+    def _key(self, path: str) -> tuple[float, float, int]:
+        """Sort key of a kept checkpoint, best first: the monitored value, then the tie breaker,
+        then the later epoch; each turned so that smaller is better."""
         score = float(self.best_k_models[path])
         tie = self.tie_values.get(path)
         return (
             score if self.mode == "min" else -score,
             float("inf") if tie is None else tie if self.tie_breaker_mode == "min" else -tie,
+            -self.saved_order.get(path, -1),
         )
 
     def _wins_tie(self, kept_path: str) -> bool:
@@ -81,26 +97,33 @@ class TieBreakingCheckpoint(ModelCheckpoint):
         decision = self._wins_tie(self.kth_best_model_path)
         return trainer.strategy.reduce_boolean_decision(decision)
 
-    def _update_best_and_save(
-        self, current: torch.Tensor, trainer: L.Trainer, monitor_candidates: dict[str, torch.Tensor]
-    ) -> None:
-        before = set(self.best_k_models)
-        super()._update_best_and_save(current, trainer, monitor_candidates)
-        for path in set(self.best_k_models) - before:
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        """Before a kept checkpoint is written (its file holds this callback's state): note
+        its tie-breaker value and order, and rank the kept ones with them."""
+        if filepath in self.best_k_models and filepath not in self.saved_order:
+            self.saved_order[filepath] = max(self.saved_order.values(), default=-1) + 1
             if self._candidate_tie is not None:
-                self.tie_values[path] = self._candidate_tie
-        self.tie_values = {p: v for p, v in self.tie_values.items() if p in self.best_k_models}
-        if len(self.best_k_models) > 1:  # order tied checkpoints by the tie breaker as well
+                self.tie_values[filepath] = self._candidate_tie
+            self.tie_values = {p: v for p, v in self.tie_values.items() if p in self.best_k_models}
+            self.saved_order = {
+                p: v for p, v in self.saved_order.items() if p in self.best_k_models
+            }
             ranked = sorted(self.best_k_models, key=self._key)
             self.best_model_path = ranked[0]
             self.best_model_score = self.best_k_models[ranked[0]]
             if len(self.best_k_models) == self.save_top_k:
                 self.kth_best_model_path = ranked[-1]
                 self.kth_value = self.best_k_models[ranked[-1]]
+        super()._save_checkpoint(trainer, filepath)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "tie_values": dict(self.tie_values)}
+        return {
+            **super().state_dict(),
+            "tie_values": dict(self.tie_values),
+            "saved_order": dict(self.saved_order),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self.tie_values = dict(state_dict.get("tie_values", {}))
+        self.saved_order = dict(state_dict.get("saved_order", {}))

@@ -76,13 +76,15 @@ class DecodedAudioCache:
         key = cache_key(utterance, self.sample_rate)
         if self.directory is None:
             return self._memory.get(key)
-        path = self._path(key)
         try:
-            return torch.from_numpy(np.load(path))
+            audio = np.load(self._path(key), allow_pickle=False)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError):  # a damaged entry: decode again and rewrite it
+        except Exception:  # noqa: BLE001  a damaged entry (empty, cut, garbage): decode again
             return None
+        if audio.dtype != np.float32 or audio.ndim != 1 or audio.size == 0:
+            return None  # not what this cache writes: decode again and overwrite it
+        return torch.from_numpy(audio)
 
     def put(self, utterance: Utterance, audio: torch.Tensor) -> None:
         """Keep ``audio`` (``(T,)`` float32) for ``utterance``."""

@@ -78,7 +78,7 @@ def plan_threads(
     environ = os.environ if environ is None else environ
     cores = usable_cores() if cores is None else cores
     for name, value in (("intra_op", intra_op), ("inter_op", inter_op)):
-        if value != AUTO and (not isinstance(value, int) or value < 1):
+        if value != AUTO and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"threads.{name} must be auto or a count >= 1, got {value!r}")
     if intra_op != AUTO:
         intra, reason = int(intra_op), "threads.intra_op"

@@ -157,10 +157,10 @@ def fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None) -> d
     """The recipe: seed, data, model, callbacks, loggers, trainer; fit from ``ckpt_path``, test."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
-    per_node = processes_per_node(cfg.trainer.accelerator, cfg.trainer.devices)
-    configure_threads(plan_threads(cfg.threads.intra_op, cfg.threads.inter_op, per_node))
 
     quiet_other_ranks()
+    per_node = processes_per_node(cfg.trainer.accelerator, cfg.trainer.devices)
+    configure_threads(plan_threads(cfg.threads.intra_op, cfg.threads.inter_op, per_node))
     task_class = hydra.utils.get_class(cfg.model._target_)
     datamodule = build_datamodule(
         cfg.data,
