@@ -302,12 +302,7 @@ class CommonVoiceReader:
             return None
         text = self.normalizer(sentence)
         if text is None:
-            outside = "".join(self.normalizer.outside_alphabet(sentence))
-            report.skip(
-                path,
-                f"sentence {sentence!r} has characters outside the normalizer's alphabet "
-                f"({outside!r}); extend data.reader.normalizer.alphabet or set out_of_alphabet=remove",
-            )
+            report.skip(path, f"sentence {sentence!r} " + self.normalizer.rejection(sentence))
             return None
         if not text:
             report.skip(path, f"sentence {sentence!r} ({where}) normalises to nothing")

@@ -270,12 +270,10 @@ class LibriSpeechReader:
             return None
         text = self.normalizer(raw)
         if text is None:
-            outside = "".join(self.normalizer.outside_alphabet(raw))
             report.skip(
                 path,
-                f"transcript {raw!r} ({transcript.name} line {number}) has characters outside "
-                f"the normalizer's alphabet ({outside!r}); extend data.reader.normalizer.alphabet "
-                "or set out_of_alphabet=remove",
+                f"transcript {raw!r} ({transcript.name} line {number}) "
+                + self.normalizer.rejection(raw),
             )
             return None
         if not text:

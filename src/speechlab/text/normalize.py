@@ -146,6 +146,15 @@ class TextNormalizer:
         )
         return sorted({c for c in text if c not in self._allowed and not c.isspace()})
 
+    def rejection(self, text: str) -> str:
+        """Why ``text`` was dropped, and the two ways to keep it: a clause for a skip message
+        that the reader prefixes with which transcript it was and where."""
+        outside = "".join(self.outside_alphabet(text))
+        return (
+            f"has characters outside the normalizer's alphabet ({outside!r}); extend "
+            "data.reader.normalizer.alphabet or set out_of_alphabet=remove"
+        )
+
     def _unicode(self, text: str) -> str:
         return unicodedata.normalize(self.unicode_form, text) if self.unicode_form else text
 
