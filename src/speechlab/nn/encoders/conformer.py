@@ -1,14 +1,14 @@
-"""Conv subsampling + a projection + torchaudio's Conformer (Gulati et al., 2020)."""
+"""Conv subsampling + a projection + Conformer layers (Gulati et al., 2020) on fused attention."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
-import torchaudio
 from torch import nn
 
-from speechlab.nn.encoders.masking import time_mask
+from speechlab.audio.features import lengths_to_mask
+from speechlab.nn.encoders.conformer_layers import Conformer
 from speechlab.nn.encoders.subsampling import Conv2dSubsampling
 
 
@@ -16,13 +16,15 @@ class ConformerEncoder(nn.Module):
     """Log-mel ``(B, input_dim, T)`` -> frames ``(B, T', d_model)`` and lengths ``(B,)``.
 
     Two strided 3x3 convolutions (``ceil(T / 4)`` frames by default), a linear projection to
-    ``d_model`` and :class:`torchaudio.models.Conformer`. The output holds
-    ``T' = max(lengths')`` frames: torchaudio builds its attention padding mask from the lengths,
-    so the frames are cut to the longest utterance first.
+    ``d_model`` and a :class:`~speechlab.nn.encoders.conformer_layers.Conformer`: torchaudio's
+    Conformer layers (same parameter names, same outputs) on
+    :func:`torch.nn.functional.scaled_dot_product_attention`, with the attention and convolution
+    padding masks built once per batch. ``T'`` is the subsampled length of the padded input
+    (``max(lengths')`` for a batch padded to its longest utterance); padded output frames are 0.
 
-    torchaudio's convolution module does not mask padding, so padded frames are zeroed at the
-    input of each depthwise convolution (a forward pre-hook): in eval, an utterance's output does
-    not depend on its batch. (The batch norm after it still sees padded frames in training.)
+    Padded frames are zeroed at the input of each depthwise convolution, so in eval an
+    utterance's output does not depend on its batch. (The batch norm after it still sees padded
+    frames in training, as in torchaudio.)
 
     Args:
         input_dim: mel bands of the input.
@@ -34,6 +36,9 @@ class ConformerEncoder(nn.Module):
         dropout: dropout inside the layers and after the projection.
         subsampling_channels: channels of each subsampling convolution (its length sets how many).
         subsampling_strides: stride (freq and time) of each subsampling convolution.
+
+    Raises:
+        ValueError: ``num_heads`` does not divide ``d_model``, or the kernel size is even.
     """
 
     def __init__(
@@ -49,10 +54,6 @@ class ConformerEncoder(nn.Module):
         subsampling_strides: Sequence[int] = (2, 2),
     ) -> None:
         super().__init__()
-        if d_model % num_heads:
-            raise ValueError(f"num_heads={num_heads} must divide d_model={d_model}")
-        if depthwise_conv_kernel_size % 2 == 0:
-            raise ValueError("depthwise_conv_kernel_size must be odd ('same' padding)")
         self.subsample = Conv2dSubsampling(
             input_dim,
             channels=subsampling_channels,
@@ -61,7 +62,7 @@ class ConformerEncoder(nn.Module):
         )
         self.projection = nn.Linear(self.subsample.output_dim, d_model)
         self.dropout = nn.Dropout(dropout)
-        self.conformer = torchaudio.models.Conformer(
+        self.conformer = Conformer(
             input_dim=d_model,
             num_heads=num_heads,
             ffn_dim=ffn_dim,
@@ -69,20 +70,8 @@ class ConformerEncoder(nn.Module):
             depthwise_conv_kernel_size=depthwise_conv_kernel_size,
             dropout=dropout,
         )
-        self._padding_mask: torch.Tensor | None = None
-        for layer in self.conformer.conformer_layers:
-            depthwise = layer.conv_module.sequential[2]
-            if not (isinstance(depthwise, nn.Conv1d) and depthwise.groups == d_model):
-                raise RuntimeError("unexpected torchaudio Conformer layout: no depthwise conv")
-            depthwise.register_forward_pre_hook(self._mask_padding)
         self.subsampling = self.subsample.subsampling
         self.output_dim = d_model
-
-    def _mask_padding(self, module: nn.Module, args: tuple[torch.Tensor]) -> tuple[torch.Tensor]:
-        """Zero the padded frames of a depthwise convolution's input ``(B, C, T')``."""
-        if self._padding_mask is None:
-            return args
-        return (args[0] * self._padding_mask.to(args[0].dtype),)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Output frames ``(B,)`` for input frame counts ``(B,)``."""
@@ -92,12 +81,7 @@ class ConformerEncoder(nn.Module):
         self, features: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         frames, lengths = self.subsample(features, lengths)  # (B, T', C * F')
-        frames = frames[:, : int(lengths.max())]
         frames = self.dropout(self.projection(frames))  # (B, T', d_model)
-        mask = time_mask(lengths, frames.transpose(1, 2))  # (B, 1, T')
-        self._padding_mask = mask
-        try:
-            frames, lengths = self.conformer(frames, lengths)
-        finally:
-            self._padding_mask = None
-        return frames * mask.transpose(1, 2), lengths
+        frames, lengths = self.conformer(frames, lengths)
+        valid = lengths_to_mask(lengths, frames.shape[1]).unsqueeze(-1)  # (B, T', 1)
+        return frames.masked_fill(~valid, 0.0), lengths

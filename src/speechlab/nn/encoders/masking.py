@@ -1,4 +1,5 @@
-"""Padding helpers shared by the encoders: zeroing padded frames, batch norm over valid frames."""
+"""Padding helpers shared by the encoders: zeroing padded frames, batch norm over valid frames,
+the attention mask of padded keys."""
 
 from __future__ import annotations
 
@@ -16,6 +17,37 @@ def time_mask(lengths: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
     """
     mask = lengths_to_mask(lengths, hidden.shape[-1]).to(hidden.dtype)
     return mask.view(hidden.shape[0], *([1] * (hidden.dim() - 2)), hidden.shape[-1])
+
+
+# Rows of an attention bias start at multiples of this many elements: before the memory-efficient
+# CUDA kernel, SDPA pads (copies) a bias whose row strides are not multiples of 8 elements, on
+# every call (``preprocess_mask`` in torch's ``attention.cpp``).
+_BIAS_ALIGNMENT = 16
+
+
+def attention_bias(padding: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Bool key padding ``(B, T)`` (True = padded) -> the additive mask ``(B, 1, 1, T)`` that
+    :func:`torch.nn.functional.scaled_dot_product_attention` takes as ``attn_mask``.
+
+    0 on valid keys, ``torch.finfo(dtype).min`` on padded ones (finite, so an utterance with no
+    valid frame gives no NaN), in ``dtype`` (the dtype of the queries: a bool mask, or one of
+    another dtype, is converted by SDPA on every call). It broadcasts to ``(B, heads, T, T)``, and
+    its storage is padded to a multiple of 16 keys so the fused kernels use it without a copy.
+    Build it once per batch and hand it to every layer.
+
+    Raises:
+        ValueError: ``padding`` is not a bool ``(B, T)`` tensor.
+    """
+    if padding.dtype != torch.bool or padding.dim() != 2:
+        raise ValueError(
+            f"padding must be a bool (B, T) mask, got {padding.dtype} of shape "
+            f"{tuple(padding.shape)}"
+        )
+    batch, frames = padding.shape
+    stored = -(-frames // _BIAS_ALIGNMENT) * _BIAS_ALIGNMENT
+    bias = torch.zeros(batch, 1, 1, stored, dtype=dtype, device=padding.device)
+    bias[..., :frames].masked_fill_(padding.view(batch, 1, 1, frames), torch.finfo(dtype).min)
+    return bias[..., :frames]
 
 
 class MaskedBatchNorm(nn.BatchNorm1d):
