@@ -79,6 +79,24 @@ def sweep_direction(monitor_mode: str) -> str:
     return directions[monitor_mode]
 
 
+def on_cuda(accelerator: str, when_cuda: Any = True, otherwise: Any = False) -> Any:
+    """``when_cuda`` if ``accelerator`` (a ``trainer.accelerator``) trains on a CUDA GPU, else
+    ``otherwise``: ``${on_cuda:${trainer.accelerator}}`` is true on a GPU, and
+    ``${on_cuda:${trainer.accelerator},4,0}`` gives 4 dataloader workers there and none on CPU.
+
+    ``gpu`` and ``cuda`` are CUDA; ``auto`` is CUDA when a CUDA device is present (what
+    Lightning picks then); anything else (``cpu``, ``mps``, ...) is not.
+    """
+    name = str(accelerator).lower()
+    if name == "auto":
+        import torch
+
+        cuda = torch.cuda.is_available()
+    else:
+        cuda = name in ("gpu", "cuda")
+    return when_cuda if cuda else otherwise
+
+
 def register() -> None:
     from speechlab.run.loggers import run_id
 
@@ -93,6 +111,8 @@ def register() -> None:
     OmegaConf.register_new_resolver("sweep_name", sweep_name, replace=True)
     OmegaConf.register_new_resolver("tag_dict", tag_dict, replace=True)
     OmegaConf.register_new_resolver("task_namespace", task_namespace, replace=True)
+    # ${on_cuda:${trainer.accelerator}[,when_cuda,otherwise]}: loader and optimizer defaults on GPU
+    OmegaConf.register_new_resolver("on_cuda", on_cuda, replace=True)
 
 
 register()
