@@ -16,13 +16,19 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 import speechlab.run.resolvers  # noqa: F401  (config resolvers)
+from speechlab.run.threads import usable_cores
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
-# Keep the suite inside 2 CPU cores without oversubscription.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Keep the suite inside its cores without oversubscription: `make test` runs it in
+# pytest-xdist workers (one per core), so each worker's torch and the runs it starts share
+# the cores with the other workers.
+if "OMP_NUM_THREADS" not in os.environ:
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ["OMP_NUM_THREADS"] = str(max(1, usable_cores() // workers))
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def shared_data(*parts: str) -> Path:
