@@ -29,14 +29,17 @@ def _load_task(ckpt: str, device: str, decoding: dict[str, object], command: str
         kinds = (
             "a translation model (model=st_las)"
             if command == "translate"
-            else ("a recognition model (model=ctc_*, las)")
+            else ("a recognition model (model=ctc_*, las, rnnt)")
         )
         raise SystemExit(
             f"speechlab {command}: {ckpt} holds a {type(task).__name__}, which does not "
             f"{command}; pass a checkpoint of {kinds}"
         )
     if decoding:
-        task.set_decoding(decoding)
+        try:
+            task.set_decoding(decoding)
+        except ValueError as error:  # an option this model's search does not take
+            raise SystemExit(f"speechlab {command}: {error}") from None
     return task.to(device)
 
 
@@ -256,7 +259,7 @@ def parser() -> argparse.ArgumentParser:
     commands = main.add_subparsers(dest="command", required=True)
 
     t = commands.add_parser("transcribe", help="transcribe audio files with a checkpoint")
-    t.add_argument("checkpoint", help="a .ckpt written by train.py (model=ctc_*, las)")
+    t.add_argument("checkpoint", help="a .ckpt written by train.py (model=ctc_*, las, rnnt)")
     t.add_argument("audio", nargs="+", help="audio files: WAV/FLAC/OGG/MP3, any rate, any channels")
     t.add_argument("--decoding", choices=("greedy", "beam"), help="override the checkpoint's")
     t.add_argument("--beam-size", type=int)

@@ -10,7 +10,7 @@ from speechlab.text.tokenizers import CharTokenizer
 from tests.conftest import composed
 
 
-@pytest.mark.parametrize("model", ["kws_cnn", "ctc_lstm", "las"])
+@pytest.mark.parametrize("model", ["kws_cnn", "ctc_lstm", "las", "rnnt"])
 def test_an_empty_batch_gives_a_zero_loss_that_reaches_every_parameter(model, tmp_path):
     with composed("train", [f"model={model}"], tmp_path) as cfg:
         if model == "kws_cnn":

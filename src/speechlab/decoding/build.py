@@ -5,7 +5,9 @@ The options and their values come from the model config (``conf/model/ctc.yaml``
 here. :func:`build_ctc_decoder` gives ``(log_probs, lengths) -> texts`` (greedy, or flashlight
 beam search with an optional lexicon and n-gram LM); :func:`build_attention_decoder` gives an
 :class:`AttentionDecoder` (greedy, or batched beam search with joint CTC prefix scores and
-n-gram shallow fusion), which needs every option of :data:`ATTENTION_OPTIONS`.
+n-gram shallow fusion), which needs every option of :data:`ATTENTION_OPTIONS`;
+:func:`build_transducer_decoder` gives a :class:`TransducerDecoder` (greedy or torchaudio's RNN-T
+beam search), which needs every option of :data:`TRANSDUCER_OPTIONS`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from torch import nn
 from speechlab.decoding.attention import beam_search, greedy_search
 from speechlab.decoding.ctc import BeamSearchCTCDecoder, GreedyCTCDecoder
 from speechlab.decoding.fusion import FusionLM, TokenNGramLM, WordNGramLM
+from speechlab.decoding.transducer import beam_search as transducer_beam_search
+from speechlab.decoding.transducer import greedy_search as transducer_greedy_search
 from speechlab.text.tokenizers import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -187,4 +191,73 @@ def build_attention_decoder(
         ctc_pre_beam=None if pre_beam is None else int(pre_beam),
         lm=lm,
         lm_weight=float(decoding["lm_weight"]),
+    )
+
+
+#: The options of transducer decoding, all given by ``model.decoding`` (conf/model/rnnt.yaml):
+#: kind (greedy | beam), beam_size, max_symbols_per_frame (most tokens emitted at one frame).
+TRANSDUCER_OPTIONS = ("kind", "beam_size", "max_symbols_per_frame")
+
+
+@dataclass
+class TransducerDecoder:
+    """Transducer decoding options: call it with the prediction network, the joiner and the
+    encoder output. ``kind="greedy"`` runs the batched
+    :func:`~speechlab.decoding.transducer.greedy_search`, ``kind="beam"`` torchaudio's
+    beam search (:func:`~speechlab.decoding.transducer.beam_search`). Build it with
+    :func:`build_transducer_decoder`.
+    """
+
+    kind: str
+    beam_size: int
+    max_symbols_per_frame: int
+
+    def __call__(
+        self,
+        prediction: nn.Module,
+        joiner: nn.Module,
+        encoded: torch.Tensor,
+        encoded_lengths: torch.Tensor,
+    ) -> list[list[int]]:
+        """Token ids (no blank) of the ``B`` utterances of ``encoded`` ``(B, T, D)``."""
+        if self.kind == "greedy":
+            return transducer_greedy_search(
+                prediction, joiner, encoded, encoded_lengths, self.max_symbols_per_frame
+            )
+        return transducer_beam_search(
+            prediction,
+            joiner,
+            encoded,
+            encoded_lengths,
+            beam_size=self.beam_size,
+            max_symbols_per_frame=self.max_symbols_per_frame,
+        )
+
+
+def build_transducer_decoder(decoding: Mapping[str, Any]) -> TransducerDecoder:
+    """Every option of :data:`TRANSDUCER_OPTIONS` -> a :class:`TransducerDecoder`.
+
+    Raises:
+        ValueError: an unknown or missing option, or a value out of range.
+    """
+    unknown = sorted(set(decoding) - set(TRANSDUCER_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"unknown transducer decoding option(s) {unknown}; the options are "
+            f"{sorted(TRANSDUCER_OPTIONS)} (transducer search takes no LM or lexicon)"
+        )
+    missing = [name for name in TRANSDUCER_OPTIONS if name not in decoding]
+    if missing:
+        raise ValueError(
+            f"model.decoding lacks {missing}; transducer decoding takes every option of "
+            f"{list(TRANSDUCER_OPTIONS)} from the model config (conf/model/rnnt.yaml)"
+        )
+    kind = _kind(decoding)
+    for name in ("beam_size", "max_symbols_per_frame"):
+        if int(decoding[name]) < 1:
+            raise ValueError(f"model.decoding.{name} must be at least 1, got {decoding[name]}")
+    return TransducerDecoder(
+        kind=kind,
+        beam_size=int(decoding["beam_size"]),
+        max_symbols_per_frame=int(decoding["max_symbols_per_frame"]),
     )

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
 from speechlab.data.collate import Batch
+from speechlab.tasks.encoder_compile import EncoderCompiler
 from speechlab.tasks.step_guard import NonFiniteStepGuard, gradients_finite
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -36,6 +38,13 @@ class SpeechTask(L.LightningModule):
             (e.g. :class:`speechlab.audio.augment.WaveformAugment`: speed, noise, gain, shift).
         step_guard: skips training steps whose loss or gradients are not finite (counted as
             ``train/skipped_steps``) and stops a run that diverged; ``None`` trains every step.
+        compile: ``model.compile`` (``enabled``, ``backend``, ``mode``, ``frames``): compile the
+            task's ``encoder`` with ``torch.compile`` when a trainer starts fitting it, and from
+            then on pad each batch's features to one of ``frames`` for it (see
+            :mod:`speechlab.tasks.encoder_compile`); ``None`` or ``enabled: false`` runs eager.
+
+    Raises:
+        ValueError: an unknown ``monitor_mode``, or invalid ``compile`` options.
     """
 
     target_field: ClassVar[str]
@@ -53,6 +62,7 @@ class SpeechTask(L.LightningModule):
         monitor_mode: str = "min",
         step_guard: NonFiniteStepGuard | None = None,
         waveform_augment: nn.Module | None = None,
+        compile: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if monitor_mode not in ("min", "max"):
@@ -67,6 +77,7 @@ class SpeechTask(L.LightningModule):
         self.waveform_augment = waveform_augment
         self._loss_finite = torch.tensor(True)
         self._skip_scheduler_step = False
+        self.encoder_compiler = EncoderCompiler.from_config(compile)
 
     def check_example(self, num_samples: int, target: torch.Tensor) -> str | None:
         """Why a training example of ``num_samples`` audio samples and ``target`` cannot be
@@ -89,8 +100,46 @@ class SpeechTask(L.LightningModule):
         features, lengths = self.frontend(batch.audio, batch.audio_lengths)
         if self.training and self.augment is not None:
             features = self.augment(features)
+        if self.encoder_compiler is not None and self.encoder_compiler.compiled:
+            features = self.encoder_compiler.prepare(features, lengths, self.training)
         batch.features, batch.feature_lengths = features, lengths
         return batch
+
+    def configure_model(self) -> None:
+        """Compile the encoder (``compile.enabled``) once, when a trainer starts fitting the task
+        (or when called outside a trainer). A task evaluated or tested on its own (evaluate.py)
+        stays eager: no wait for compilation, the same results.
+
+        Raises:
+            ValueError: compilation is on but the task has no ``encoder`` module.
+        """
+        if self.encoder_compiler is None:
+            return
+        if self._trainer is not None and self._trainer.state.fn != TrainerFn.FITTING:
+            return
+        encoder = getattr(self, "encoder", None)
+        if not isinstance(encoder, nn.Module):
+            raise ValueError(
+                f"model.compile.enabled=true compiles the task's encoder, but "
+                f"{type(self).__name__} has none; set model.compile.enabled=false"
+            )
+        self.encoder_compiler.compile(encoder)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.encoder_compiler is not None:
+            self.encoder_compiler.step_done(self.device)
+
+    def on_validation_batch_end(
+        self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if self.encoder_compiler is not None:
+            self.encoder_compiler.step_done(self.device)
+
+    def on_test_batch_end(
+        self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if self.encoder_compiler is not None:
+            self.encoder_compiler.step_done(self.device)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())
@@ -102,6 +151,43 @@ class SpeechTask(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+    def clip_gradients(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Lightning's gradient clipping, also for an optimizer that unscales in its own step (a
+        ``fused`` AdamW), which Lightning's mixed-precision plugin refuses to clip.
+
+        Under ``16-mixed`` the gradient scaler unscales the gradients before they are clipped
+        (``GradScaler.unscale_``; the fused step then leaves them as they are and still skips a
+        step whose gradients are not finite); under ``bf16-mixed`` and ``32-true`` there is
+        nothing to unscale. The clip value and algorithm are the trainer's
+        (``trainer.gradient_clip_val``, ``gradient_clip_algorithm``) unless given.
+        """
+        if not getattr(optimizer, "_step_supports_amp_scaling", False):
+            super().clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
+        value = gradient_clip_val
+        if value is None:
+            value = self.trainer.gradient_clip_val or 0.0
+        if value <= 0:
+            return
+        parameters = [
+            p for group in optimizer.param_groups for p in group["params"] if p.grad is not None
+        ]
+        if not parameters:  # no backward this step: nothing to unscale or clip
+            return
+        algorithm = gradient_clip_algorithm or self.trainer.gradient_clip_algorithm or "norm"
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        if algorithm.lower() == "value":
+            torch.nn.utils.clip_grad_value_(parameters, value)
+        else:
+            torch.nn.utils.clip_grad_norm_(parameters, value)
 
     def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
         self._loss_finite = torch.isfinite(loss.detach())  # read before the step (no sync here)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +39,7 @@ class KeywordSpottingTask(SpeechTask):
         monitor_mode: str = "max",
         step_guard: NonFiniteStepGuard | None = None,
         waveform_augment: nn.Module | None = None,
+        compile: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(
             frontend,
@@ -48,6 +50,7 @@ class KeywordSpottingTask(SpeechTask):
             monitor_mode,
             step_guard,
             waveform_augment,
+            compile,
         )
         if len(labels) < 2:
             raise ValueError(f"keyword spotting needs at least 2 labels, got {list(labels)}")

@@ -98,6 +98,7 @@ class LASTask(SpeechTask):
         monitor_mode: str = "min",
         step_guard: NonFiniteStepGuard | None = None,
         waveform_augment: nn.Module | None = None,
+        compile: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(
             frontend,
@@ -108,6 +109,7 @@ class LASTask(SpeechTask):
             monitor_mode,
             step_guard,
             waveform_augment,
+            compile,
         )
         if not 0.0 <= ctc_weight < 1.0:
             raise ValueError(f"ctc_weight must be in [0, 1), got {ctc_weight}")
