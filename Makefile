@@ -23,10 +23,8 @@ train: setup
 dashboards: setup
 	$(BIN)/python -m pip install --quiet "mlflow==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("mlflow-skinny"))')"
 
-# One pytest-xdist worker per core (at most 4), whole test files per worker so a file's
-# session fixtures (a trained run, a generated corpus) are built once per worker.
 test: setup
-	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks train.py evaluate.py
