@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import numpy as np
@@ -5,7 +6,8 @@ import pytest
 import soundfile as sf
 
 from speechlab.audio.io import AudioError, probe
-from speechlab.data.manifest import load_or_build_manifest
+from speechlab.data import manifest as manifest_module
+from speechlab.data.manifest import MANIFEST_VERSION, load_or_build_manifest
 from speechlab.data.reader import CorpusLayoutError, ScanReport
 from speechlab.data.utterance import Utterance
 
@@ -62,7 +64,10 @@ def test_manifest_is_built_then_reused(corpus: Path, tmp_path: Path):
     assert [u.id for u in first.splits["train"]] == ["train_a", "train_b"]
     assert first.splits["train"][1].duration == pytest.approx(1.0)
     assert list(first.skipped) == [str(corpus / "train" / "broken.wav")]
-    assert (first.directory / "train.jsonl").read_text().count("\n") == 2
+    summary = json.loads((first.directory / "manifest.json").read_text())
+    assert summary["counts"] == {"train": 2, "validation": 1, "test": 1}
+    assert summary["version"] == MANIFEST_VERSION
+    assert (first.directory / "train" / "duration.npy").is_file()
 
     scans = reader.scans
     second = load_or_build_manifest(reader, tmp_path / "cache")
@@ -78,6 +83,41 @@ def test_manifest_is_rebuilt_when_the_corpus_or_options_change(corpus: Path, tmp
     assert [u.id for u in second.splits["test"]] == ["test_a", "test_new"]
     third = load_or_build_manifest(FolderReader(corpus, option=1), tmp_path / "cache")
     assert third.directory not in (first.directory, second.directory)
+
+
+def test_an_old_format_cache_is_rebuilt_not_misread(corpus: Path, tmp_path: Path, monkeypatch):
+    # A cache written by version 2 (JSONL splits) lives under another fingerprint: never read.
+    monkeypatch.setattr(manifest_module, "MANIFEST_VERSION", 2)
+    old_key_reader = FolderReader(corpus)
+    old_dir = Path(tmp_path / "cache") / (
+        f"folder-{manifest_module.corpus_fingerprint(old_key_reader)[:16]}"
+    )
+    monkeypatch.undo()
+    # And one in the old layout at the current folder (copied by hand, say) is rebuilt in place.
+    reader = FolderReader(corpus)
+    directory = tmp_path / "cache" / f"folder-{manifest_module.corpus_fingerprint(reader)[:16]}"
+    assert directory != old_dir
+    directory.mkdir(parents=True)
+    stale = Utterance("stale", "/gone.wav", 9.0, 8000, label="stale")
+    (directory / "train.jsonl").write_text(stale.to_json() + "\n")
+    (directory / "manifest.json").write_text(json.dumps({"counts": {"train": 1}}))
+
+    manifest = load_or_build_manifest(reader, tmp_path / "cache")
+
+    assert reader.scans == 3, "an old-format cache must be rebuilt from the corpus"
+    assert manifest.directory == directory
+    assert [u.id for u in manifest.splits["train"]] == ["train_a", "train_b"]
+    assert not (directory / "train.jsonl").exists()
+    assert json.loads((directory / "manifest.json").read_text())["version"] == MANIFEST_VERSION
+
+
+def test_a_damaged_cache_is_rebuilt(corpus: Path, tmp_path: Path):
+    first = load_or_build_manifest(FolderReader(corpus), tmp_path / "cache")
+    (first.directory / "train" / "text.offsets.npy").write_bytes(b"cut")
+    reader = FolderReader(corpus)
+    again = load_or_build_manifest(reader, tmp_path / "cache")
+    assert reader.scans == 3
+    assert again.splits == first.splits
 
 
 def test_missing_root_stops_before_anything_is_written(tmp_path: Path):

@@ -1,2 +1,2 @@
-"""The data contract and pipeline: utterance, reader protocol, manifest, dataset, sampler,
-collate, datamodule."""
+"""The data contract and pipeline: utterance, utterance table, reader protocol, manifest, dataset,
+sampler, collate, datamodule."""

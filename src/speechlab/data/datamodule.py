@@ -11,6 +11,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
@@ -23,7 +24,7 @@ from speechlab.data.manifest import Manifest, load_or_build_manifest
 from speechlab.data.reader import SPLITS, CorpusReader
 from speechlab.data.sampler import DurationBucketSampler
 from speechlab.data.targets import ClassLabels, TokenTargets
-from speechlab.data.utterance import Utterance
+from speechlab.data.utterance_table import UtteranceTable
 from speechlab.text.tokenizers import cached_tokenizer, save_tokenizer
 
 log = logging.getLogger(__name__)
@@ -176,9 +177,7 @@ class SpeechDataModule(L.LightningDataModule):
 
     def _tokens(self, manifest: Manifest, field: str, spec: Mapping[str, Any]) -> TokenTargets:
         """Token targets of ``field`` with the tokenizer ``spec`` (trained on train's texts)."""
-        texts = [
-            text for utterance in manifest.splits["train"] if (text := getattr(utterance, field))
-        ]
+        texts = [text for text in manifest.splits["train"].column(field) if text]
         if not texts:
             corpora = (
                 "covost2, mini_covost"
@@ -198,23 +197,28 @@ class SpeechDataModule(L.LightningDataModule):
         labels = getattr(self.reader, "labels", None)
         if callable(labels):
             return list(labels())
-        return sorted({u.label for u in manifest.splits["train"] if u.label is not None})
+        return sorted(set(manifest.splits["train"].column("label")) - {None})
 
-    def _filter(self, split: str, utterances: list[Utterance]) -> list[Utterance]:
+    def _filter(self, split: str, utterances: UtteranceTable) -> UtteranceTable:
+        """The utterances of ``split`` the task can learn from, as a selection of the table
+        (one column read at a time, no record built); each dropped one counted by reason."""
         dropped: Counter = Counter()
-        kept = []
-        for utterance in utterances:
-            problem = self.target.problem(utterance)
-            if problem is None and self.source is not None:
-                problem = self.source.problem(utterance)
-            if problem is not None:
-                dropped[problem] += 1
-            elif self.max_duration is not None and utterance.duration > self.max_duration:
-                dropped[f"longer than max_duration={self.max_duration}s"] += 1
-            else:
-                kept.append(utterance)
+        checks = [self.target] + ([self.source] if self.source is not None else [])
+        problems: list[str | None] = [None] * len(utterances)
+        for check in checks:
+            values = utterances.column(check.field)
+            problems = [
+                problem if problem is not None else check.problem_of(value)
+                for problem, value in zip(problems, values, strict=True)
+            ]
+        if self.max_duration is not None:
+            too_long = f"longer than max_duration={self.max_duration}s"
+            for row in np.flatnonzero(utterances.durations > self.max_duration).tolist():
+                problems[row] = problems[row] or too_long
+        keep = np.fromiter((problem is None for problem in problems), bool, len(problems))
+        dropped.update(problem for problem in problems if problem is not None)
         self.dropped[split] = dropped
-        return kept
+        return utterances.mask(keep)
 
     def drop_inadmissible(self, check: ExampleCheck, split: str = "train") -> int:
         """Drop the ``split`` examples ``check(num_samples, target)`` rejects, counting each
@@ -222,15 +226,15 @@ class SpeechDataModule(L.LightningDataModule):
         if not self.datasets:
             self.setup()
         dataset = self.datasets[split]
-        kept = []
-        dropped: Counter = Counter()
-        for utterance in dataset.utterances:
-            problem = check(round(utterance.duration * self.sample_rate), dataset.target(utterance))
-            if problem is None:
-                kept.append(utterance)
-            else:
-                dropped[problem] += 1
-        dataset.utterances = kept
+        table = dataset.utterances
+        seconds = table.durations.tolist()
+        values = table.column(self.target.field)
+        problems = [
+            check(round(duration * self.sample_rate), self.target.tensor_of(value))
+            for duration, value in zip(seconds, values, strict=True)
+        ]
+        dropped: Counter = Counter(problem for problem in problems if problem is not None)
+        dataset.utterances = table.mask(np.array([problem is None for problem in problems], bool))
         self.dropped.setdefault(split, Counter()).update(dropped)
         total = sum(dropped.values())
         if total and (self.trainer is None or self.trainer.global_rank == 0):
@@ -267,7 +271,7 @@ class SpeechDataModule(L.LightningDataModule):
                 "%s: %d utterances (%.1f h)%s",
                 split,
                 len(self.datasets[split]),
-                sum(self.datasets[split].durations) / 3600,
+                float(self.datasets[split].durations.sum()) / 3600,
                 f"; dropped {counts}" if counts else "",
             )
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from speechlab.audio.io import AudioError, read_audio
 from speechlab.data.audio_cache import DecodedAudioCache
 from speechlab.data.utterance import Utterance
+from speechlab.data.utterance_table import UtteranceTable
 
 
 @dataclass
@@ -38,6 +40,10 @@ class SpeechDataset(Dataset):
     ``target`` makes each example's target; ``source`` (optional) a second token sequence, the
     source transcript of a translation pair.
 
+    ``utterances`` is kept as an :class:`UtteranceTable` (a list of records is packed into one):
+    an example's record is built when it is read, so forked dataloader workers share the
+    table's arrays instead of copying millions of Python objects.
+
     A file that fails to decode yields a :class:`SkippedExample` instead of raising, so one bad
     file never ends an epoch. With ``cache``, a clip is decoded once and read back from the cache
     in later epochs (the same samples: the cache stores float32 exactly).
@@ -45,13 +51,17 @@ class SpeechDataset(Dataset):
 
     def __init__(
         self,
-        utterances: Sequence[Utterance],
+        utterances: UtteranceTable | Iterable[Utterance],
         sample_rate: int,
         target: Callable[[Utterance], torch.Tensor],
         source: Callable[[Utterance], torch.Tensor] | None = None,
         cache: DecodedAudioCache | None = None,
     ) -> None:
-        self.utterances = list(utterances)
+        self.utterances = (
+            utterances
+            if isinstance(utterances, UtteranceTable)
+            else UtteranceTable.from_utterances(utterances)
+        )
         self.sample_rate = sample_rate
         self.target = target
         self.source = source
@@ -61,8 +71,9 @@ class SpeechDataset(Dataset):
         return len(self.utterances)
 
     @property
-    def durations(self) -> list[float]:
-        return [utterance.duration for utterance in self.utterances]
+    def durations(self) -> np.ndarray:
+        """``(N,)`` float64 seconds of every utterance, in dataset order."""
+        return self.utterances.durations
 
     def __getitem__(self, index: int) -> Example | SkippedExample:
         utterance = self.utterances[index]

@@ -1,7 +1,11 @@
-"""JSONL manifests of :class:`Utterance` records, cached under the data dir.
+"""Manifests of :class:`Utterance` records, cached under the data dir as columnar tables.
 
 A manifest is rebuilt only when the corpus changes: its cache key hashes the reader's name and
-options and the name, size and modification time of every file the reader fingerprints.
+options and the name, size and modification time of every file the reader fingerprints, and the
+manifest version, so a cache written in an older format is never read (it lives in another
+folder). Each split is an :class:`~speechlab.data.utterance_table.UtteranceTable` saved as
+``.npy`` columns and memory-mapped on load: loading costs no parsing, and dataloader workers and
+DDP ranks on one machine share its pages instead of each holding a copy of millions of records.
 """
 
 from __future__ import annotations
@@ -15,19 +19,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from speechlab.data.reader import SPLITS, CorpusReader, ScanReport
-from speechlab.data.utterance import Utterance
+from speechlab.data.utterance_table import TableFormatError, UtteranceTable
 
 log = logging.getLogger(__name__)
 
-MANIFEST_VERSION = 2  # 2: Speech Commands list spellings resolved, 0-byte clips called empty
+# 2: Speech Commands list spellings resolved, 0-byte clips called empty.
+# 3: columnar .npy tables per split instead of JSONL.
+MANIFEST_VERSION = 3
+MANIFEST_FORMAT = "utterance-table-npy"
+SUMMARY_FILE = "manifest.json"
 SKIPPED_FILE = "skipped.tsv"
 
 
 @dataclass
 class Manifest:
-    """The utterances of every split and the files the reader skipped (``path -> reason``)."""
+    """The utterances of every split (one table each) and the files the reader skipped
+    (``path -> reason``)."""
 
-    splits: dict[str, list[Utterance]]
+    splits: dict[str, UtteranceTable]
     skipped: dict[str, str] = field(default_factory=dict)
     directory: Path | None = None
 
@@ -57,11 +66,6 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def _read_jsonl(path: Path) -> list[Utterance]:
-    with path.open(encoding="utf-8") as f:
-        return [Utterance.from_dict(json.loads(line)) for line in f if line.strip()]
-
-
 def _read_skipped(path: Path) -> dict[str, str]:
     if not path.exists():
         return {}
@@ -70,35 +74,69 @@ def _read_skipped(path: Path) -> dict[str, str]:
 
 
 def build_manifest(reader: CorpusReader) -> Manifest:
-    """Scan every split of ``reader`` (no caching)."""
+    """Scan every split of ``reader`` (no caching) into columnar tables."""
     reader.check_layout()
     report = ScanReport()
-    splits = {split: list(reader.scan(split, report)) for split in SPLITS}
+    splits = {split: UtteranceTable.from_utterances(reader.scan(split, report)) for split in SPLITS}
     return Manifest(splits=splits, skipped=dict(report.skipped))
+
+
+def _read_cached(directory: Path) -> Manifest | None:
+    """The manifest cached in ``directory``, or ``None`` when it is absent, incomplete or in
+    another format (written by an older version, or damaged): the caller rebuilds it then."""
+    try:
+        summary = json.loads((directory / SUMMARY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if summary.get("format") != MANIFEST_FORMAT or summary.get("version") != MANIFEST_VERSION:
+        log.warning(
+            "manifest cache %s is in another format (%s, version %s); rebuilding it",
+            directory,
+            summary.get("format", "jsonl"),
+            summary.get("version"),
+        )
+        return None
+    try:
+        splits = {split: UtteranceTable.load(directory / split) for split in SPLITS}
+    except TableFormatError as error:
+        log.warning("manifest cache %s is damaged (%s); rebuilding it", directory, error)
+        return None
+    counts = {split: len(table) for split, table in splits.items()}
+    if counts != summary.get("counts"):
+        log.warning("manifest cache %s disagrees with its summary; rebuilding it", directory)
+        return None
+    return Manifest(
+        splits=splits, skipped=_read_skipped(directory / SKIPPED_FILE), directory=directory
+    )
 
 
 def load_or_build_manifest(reader: CorpusReader, cache_dir: str | Path) -> Manifest:
     """Load the cached manifest of ``reader`` from ``cache_dir``, building it when stale.
 
-    Layout: ``<cache_dir>/<reader name>-<fingerprint[:16]>/{train,validation,test}.jsonl`` and
-    ``skipped.tsv`` (path, reason). Files are written atomically, so concurrent processes (DDP
-    ranks) and interrupted builds never leave a half-written manifest behind.
+    Layout: ``<cache_dir>/<reader name>-<fingerprint[:16]>/``: ``manifest.json`` (reader, root,
+    options, fingerprint, format, version and the utterance count of each split; written last,
+    so its presence marks a complete cache), ``skipped.tsv`` (path, reason) and one folder per
+    split of ``.npy`` columns (see :meth:`UtteranceTable.save`), memory-mapped on load. Files are
+    written atomically, so concurrent processes (DDP ranks) and interrupted builds never leave a
+    half-written manifest behind. A folder in an older format or damaged is rebuilt in place.
+
+    Raises:
+        CorpusLayoutError: from the reader, when the corpus is missing or in the wrong layout.
     """
     reader.check_layout()
     key = corpus_fingerprint(reader)
     directory = Path(cache_dir) / f"{reader.name}-{key[:16]}"
-    complete = directory / "manifest.json"
-    if complete.exists():
-        splits = {split: _read_jsonl(directory / f"{split}.jsonl") for split in SPLITS}
-        skipped = _read_skipped(directory / SKIPPED_FILE)
-        return Manifest(splits=splits, skipped=skipped, directory=directory)
+    cached = _read_cached(directory)
+    if cached is not None:
+        return cached
 
     log.info("building the %s manifest from %s", reader.name, reader.root)
     manifest = build_manifest(reader)
     directory.mkdir(parents=True, exist_ok=True)
-    for split, utterances in manifest.splits.items():
-        lines = "".join(utterance.to_json() + "\n" for utterance in utterances)
-        _write_atomically(directory / f"{split}.jsonl", lines)
+    for stale in directory.glob("*.jsonl"):  # an older version's splits, should any be here
+        stale.unlink(missing_ok=True)
+    for split, table in manifest.splits.items():
+        table.save(directory / split)
     skipped = "".join(f"{path}\t{reason}\n" for path, reason in sorted(manifest.skipped.items()))
     _write_atomically(directory / SKIPPED_FILE, skipped)
     summary = {
@@ -106,9 +144,16 @@ def load_or_build_manifest(reader: CorpusReader, cache_dir: str | Path) -> Manif
         "root": str(reader.root),
         "options": reader.options(),
         "fingerprint": key,
-        "counts": {split: len(utts) for split, utts in manifest.splits.items()},
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        "counts": {split: len(table) for split, table in manifest.splits.items()},
+        "hours": {
+            split: round(float(table.durations.sum()) / 3600, 3)
+            for split, table in manifest.splits.items()
+        },
         "skipped": len(manifest.skipped),
     }
-    _write_atomically(complete, json.dumps(summary, indent=2, default=str) + "\n")
-    manifest.directory = directory
-    return manifest
+    _write_atomically(directory / SUMMARY_FILE, json.dumps(summary, indent=2, default=str) + "\n")
+    # Serve the mapped files, as a later load would: the built columns are freed, and every
+    # process that forks from here shares the page cache instead of private copies.
+    return _read_cached(directory) or Manifest(manifest.splits, manifest.skipped, directory)

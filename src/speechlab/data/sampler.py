@@ -27,22 +27,28 @@ def pack_greedily(
 
     A batch is closed as soon as the next utterance would break the bound (or ``max_batch_size``),
     so an utterance longer than ``batch_seconds`` ends up alone in its batch.
+
+    Vectorised per batch: a batch starting with an utterance of ``d`` seconds holds at most
+    ``batch_seconds // d`` utterances, so its end is found with numpy in a window of that many
+    (a running maximum times the running count), one step per batch rather than per utterance.
     """
-    batches: list[list[int]] = []
-    batch: list[int] = []
-    longest = 0.0
-    indices = np.asarray(order, dtype=np.int64)
-    for index, duration in zip(indices.tolist(), durations[indices].tolist(), strict=True):
-        longer = max(longest, duration)
-        full = max_batch_size is not None and len(batch) >= max_batch_size
-        if batch and (full or (len(batch) + 1) * longer > batch_seconds):
-            batches.append(batch)
-            batch, longer = [], duration
-        batch.append(index)
-        longest = longer
-    if batch:
-        batches.append(batch)
-    return batches
+    indices = np.asarray(order, dtype=np.int64).reshape(-1)
+    seconds = np.asarray(durations, dtype=np.float64)[indices]
+    cap = len(indices) if max_batch_size is None else max_batch_size
+    cuts = [0]
+    start = 0
+    while start < len(indices):
+        first = seconds[start]
+        room = int(batch_seconds // first) + 1 if first <= batch_seconds else 1
+        window = seconds[start : start + min(room, cap)]
+        counts = np.arange(1, len(window) + 1)
+        fits = counts * np.maximum.accumulate(window) <= batch_seconds
+        size = max(1, len(window) if fits.all() else int(fits.argmin()))
+        start += size
+        cuts.append(start)
+    bounds = np.asarray(cuts)
+    flat = indices.tolist()
+    return [flat[a:b] for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
 
 
 def padding_efficiency(
@@ -92,7 +98,16 @@ def _split_largest(batches: list[list[int]], target: int) -> list[list[int]]:
         heapq.heappush(heap, (-math.ceil(len(batches[i]) / pieces[i]), i))
     out: list[list[int]] = []
     for batch, count in zip(batches, pieces, strict=True):
-        out.extend(piece.tolist() for piece in np.array_split(np.asarray(batch), count))
+        if count == 1:
+            out.append(batch)
+            continue
+        # np.array_split's pieces: the first len % count of them one longer.
+        size, longer = divmod(len(batch), count)
+        start = 0
+        for piece in range(count):
+            stop = start + size + (piece < longer)
+            out.append(batch[start:stop])
+            start = stop
     return out
 
 

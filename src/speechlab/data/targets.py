@@ -23,15 +23,23 @@ class ClassLabels:
 
     def problem(self, utterance: Utterance) -> str | None:
         """Why ``utterance`` cannot be a target (a reason to count), or ``None``."""
-        if utterance.label is None:
+        return self.problem_of(utterance.label)
+
+    def problem_of(self, label: str | None) -> str | None:
+        """:meth:`problem` from the ``label`` field alone (a column of a manifest table)."""
+        if label is None:
             return "no label"
-        if utterance.label not in self.index:
+        if label not in self.index:
             return "label outside the label set"
         return None
 
     def __call__(self, utterance: Utterance) -> torch.Tensor:
         """A scalar ``int64`` tensor."""
-        return torch.tensor(self.index[utterance.label], dtype=torch.long)
+        return self.tensor_of(utterance.label)
+
+    def tensor_of(self, label: str) -> torch.Tensor:
+        """:meth:`__call__` from the ``label`` field alone."""
+        return torch.tensor(self.index[label], dtype=torch.long)
 
 
 class TokenTargets:
@@ -42,7 +50,11 @@ class TokenTargets:
         self.field = field
 
     def problem(self, utterance: Utterance) -> str | None:
-        text = getattr(utterance, self.field)
+        """Why ``utterance`` cannot be a target (a reason to count), or ``None``."""
+        return self.problem_of(getattr(utterance, self.field))
+
+    def problem_of(self, text: str | None) -> str | None:
+        """:meth:`problem` from the text field alone (a column of a manifest table)."""
         if text is None or not text.strip():
             return f"no {self.field}"
         if self.tokenizer.unknown(text):
@@ -51,4 +63,8 @@ class TokenTargets:
 
     def __call__(self, utterance: Utterance) -> torch.Tensor:
         """``(L,)`` int64 token ids."""
-        return torch.tensor(self.tokenizer.encode(getattr(utterance, self.field)), dtype=torch.long)
+        return self.tensor_of(getattr(utterance, self.field))
+
+    def tensor_of(self, text: str) -> torch.Tensor:
+        """:meth:`__call__` from the text field alone."""
+        return torch.tensor(self.tokenizer.encode(text), dtype=torch.long)
