@@ -6,6 +6,7 @@ import hydra
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import OmegaConf
 
 from speechlab.checkpoint.recipe import build_task
@@ -66,6 +67,14 @@ def test_every_trainer_config_composes(option: str, tmp_path: Path):
         assert cfg.trainer.use_distributed_sampler is False
         if option in ("cpu", "default", "ddp_cpu"):
             build_all(cfg)
+
+
+@pytest.mark.parametrize("option", ["ddp", "ddp_cpu"])
+def test_ddp_trainers_keep_gradients_in_the_communication_buckets(option: str, tmp_path: Path):
+    with composed("train", [f"trainer={option}"], tmp_path) as cfg:
+        strategy = hydra.utils.instantiate(job_config(cfg).trainer.strategy)
+    assert isinstance(strategy, DDPStrategy)
+    assert strategy._ddp_kwargs == {"gradient_as_bucket_view": True}
 
 
 @pytest.mark.parametrize("option", options("hparams_search"))

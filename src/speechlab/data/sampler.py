@@ -122,9 +122,11 @@ class DurationBucketSampler(torch.utils.data.Sampler[list[int]]):
     the bound allows. An utterance longer than ``batch_seconds`` is a batch of its own;
     ``max_batch_size`` caps the utterances in a batch.
 
-    For DDP, pass ``num_replicas`` and ``rank``: batches go round-robin to ranks, after the largest
-    batches are split until the count divides evenly. Call ``set_epoch`` before each epoch: the
-    order depends on ``seed + epoch`` only, so it is the same on every rank and every run.
+    For DDP, pass ``num_replicas`` and ``rank``: after the largest batches are split until the
+    count divides evenly, the ranks take, at each step, batches of about the same padded length
+    (consecutive in length order), so no rank waits on another's longer batch more than the
+    bucketing makes necessary. Call ``set_epoch`` before each epoch: the order depends on
+    ``seed + epoch`` only, so it is the same on every rank and every run.
     """
 
     def __init__(
@@ -253,7 +255,26 @@ class DurationBucketSampler(torch.utils.data.Sampler[list[int]]):
                 "or use fewer devices."
             )
         batches = _split_largest(batches, target)
-        return [batches[i] for i in rng.permutation(len(batches))] if self.shuffle else batches
+        if not self.shuffle:
+            return batches
+        if self.num_replicas == 1:
+            return [batches[i] for i in rng.permutation(len(batches))]
+        return [batches[i] for i in self._rank_groups(batches, rng).reshape(-1)]
+
+    def _rank_groups(self, batches: list[list[int]], rng: np.random.Generator) -> np.ndarray:
+        """``(steps, num_replicas)`` batch indices: the batches the ranks take at each step.
+
+        Under DDP every rank waits at each step for the slowest, so a step's batches should
+        cost alike. Batches are ordered by their longest utterance (the padded length, which
+        sets the cost of a batch of about ``batch_seconds``; then by padded seconds), cut into
+        consecutive groups of ``num_replicas``, and the groups shuffled; within a group the
+        ranks' order is shuffled too.
+        """
+        longest = np.array([self.durations[b].max() for b in batches])
+        padded = longest * np.array([len(b) for b in batches])
+        groups = np.lexsort((padded, longest)).reshape(-1, self.num_replicas)
+        groups = groups[rng.permutation(len(groups))]
+        return rng.permuted(groups, axis=1)
 
     def _shuffled_batches(self, rng: np.random.Generator) -> list[list[int]]:
         batches = [[int(i)] for i in self._long]
