@@ -26,8 +26,8 @@ NUM_UTTERANCES = 8
 EPOCHS = 150  # one batch of all 8 utterances per epoch: 150 steps
 VAL_EVERY = 25
 
-# A tiny joint CTC-attention LAS (~50 k parameters) that memorises its 8 utterances in ~150 steps
-# of full-batch Adam: no augmentation, dropout, label smoothing or scheduled sampling.
+# A tiny joint CTC-attention LAS (the default conv 4x + BiLSTM listener, narrowed) that memorises
+# its 8 utterances in ~150 steps of full-batch Adam: no augmentation, dropout, label smoothing or scheduled sampling.
 TINY_LAS = [
     "model=las",
     "data=mini_voice",
@@ -38,11 +38,11 @@ TINY_LAS = [
     "callbacks.progress_bar=null",
     "callbacks.early_stopping=null",
     "model.augment=null",
+    "model.encoder.subsampling_channels=[8,8]",
+    "model.encoder.projection_dim=32",
     "model.encoder.hidden_size=32",
-    "model.encoder.num_layers=2",
-    "model.encoder.reduction=4",
+    "model.encoder.num_layers=1",
     "model.encoder.dropout=0.0",
-    "model.ctc_upsampling=1",
     "model.speller.embedding_dim=16",
     "model.speller.hidden_size=64",
     "model.speller.attention_dim=32",
@@ -259,9 +259,16 @@ def test_las_without_ctc_and_decoding_options(tmp_path: Path):
     task.set_decoding({"kind": "greedy"})
     assert task.decoder.kind == "greedy"
 
-    joint = las_task(tmp_path=tmp_path)  # ctc_upsampling 2 over 80 ms frames: 40 ms CTC frames
-    assert joint.ctc_head is not None
+    joint = las_task(tmp_path=tmp_path)  # the lstm listener's 40 ms frames, one CTC frame each
+    assert joint.ctc_head is not None and joint.ctc_weight == 0.5
     one_second = 16000
-    assert joint.output_frames(one_second) == 13
-    assert joint.check_example(one_second, torch.arange(1, 27)) is None
-    assert joint.check_example(one_second, torch.arange(1, 28)) is not None
+    assert joint.output_frames(one_second) == 26
+    assert joint.check_example(one_second, torch.arange(26) % 9 + 1) is None
+    assert joint.check_example(one_second, torch.arange(27) % 9 + 1) is not None
+
+    pyramidal = las_task(
+        "model/encoder=pyramidal_lstm", "model.ctc_upsampling=2", tmp_path=tmp_path
+    )  # 80 ms frames, two CTC frames each
+    assert pyramidal.output_frames(one_second) == 13
+    assert pyramidal.check_example(one_second, torch.arange(1, 27)) is None
+    assert pyramidal.check_example(one_second, torch.arange(1, 28)) is not None

@@ -60,6 +60,8 @@ class LASTask(SpeechTask):
         tokenizer: a saved tokenizer (``Tokenizer.state()``), given by the datamodule.
         optimizer, scheduler, augment: see :class:`SpeechTask`.
         ctc_weight: weight ``lambda`` in ``[0, 1)`` of the CTC loss; 0 drops the CTC head.
+            This and the options below have no default here: ``conf/model/las.yaml`` (and
+            ``st_las.yaml``) is the one source of them.
         ctc_upsampling: CTC frames per encoder frame: the head predicts this many token
             distributions per frame (see :class:`speechlab.nn.las.CTCHead`).
         label_smoothing: of the attention cross-entropy.
@@ -85,13 +87,13 @@ class LASTask(SpeechTask):
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         augment: nn.Module | None = None,
-        ctc_weight: float = 0.3,
-        ctc_upsampling: int = 1,
-        label_smoothing: float = 0.1,
-        sampling_rate: float = 0.1,
-        sampling_ramp_epochs: int = 0,
-        gradient_clip: float | None = 5.0,
         *,
+        ctc_weight: float,
+        ctc_upsampling: int,
+        label_smoothing: float,
+        sampling_rate: float,
+        sampling_ramp_epochs: int,
+        gradient_clip: float | None,
         decoding: Mapping[str, Any],
         num_logged_samples: int = 8,
         monitor: str = "val/cer",
