@@ -3,6 +3,7 @@
 speechlab transcribe CKPT AUDIO...          one "<path>\\t<text>" line per file
 speechlab translate CKPT AUDIO...           one "<path>\\t<translation>" line per file
 speechlab synthesize CKPT "text" -o out.wav  speech from text (any length, split into sentences)
+                      [--vocoder HIFIGAN_CKPT]  through a trained HiFi-GAN instead of Griffin-Lim
 speechlab build-lm TRANSCRIPTS -o lm.arpa   word n-gram LM (+ lexicon) for beam search
 speechlab average CKPT CKPT... -o avg.ckpt  average the weights of checkpoints of one model
 """
@@ -105,6 +106,35 @@ def split_sentences(text: str) -> list[str]:
     return [part.strip() for part in parts if part.strip()]
 
 
+def restore_with_vocoder(checkpoint: dict, vocoder_ckpt: str):
+    """The synthesis task of ``checkpoint`` speaking through the HiFi-GAN generator of
+    ``vocoder_ckpt`` instead of the vocoder it was trained with (whose file, if it had one, need
+    not exist any more).
+
+    Raises:
+        FileNotFoundError: no file at ``vocoder_ckpt``.
+        ValueError: not a vocoder checkpoint, or one trained on another log-mel.
+    """
+    from speechlab.checkpoint.recipe import RECIPE_KEY, build_task
+    from speechlab.tasks.vocoder import load_vocoder
+
+    recipe = checkpoint[RECIPE_KEY]
+    model_cfg = dict(recipe["model"])
+    if "vocoder" not in model_cfg:
+        raise ValueError("this checkpoint has no vocoder to replace; pass a model=tacotron2 one")
+    del model_cfg["vocoder"]  # built with the default (Griffin-Lim), then replaced
+    task = build_task(model_cfg, recipe["task_inputs"])
+    state = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("vocoder.")}
+    missing, unexpected = task.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("vocoder.")]
+    if missing or unexpected:
+        raise ValueError(
+            f"the checkpoint does not fit its own recipe: missing {missing}, unexpected {unexpected}"
+        )
+    task.vocoder = load_vocoder(vocoder_ckpt, task.frontend).requires_grad_(False)
+    return task.eval()
+
+
 def synthesize(args: argparse.Namespace) -> int:
     """Write ``args.text`` as speech to ``args.output`` (16-bit WAV): each sentence synthesized
     on its own, normalised as the checkpoint's corpus reader normalised its transcripts, joined
@@ -118,7 +148,10 @@ def synthesize(args: argparse.Namespace) -> int:
 
     try:
         checkpoint = load_checkpoint(args.checkpoint)
-        task = restore_task(checkpoint)
+        if args.vocoder is not None:
+            task = restore_with_vocoder(checkpoint, args.vocoder)
+        else:
+            task = restore_task(checkpoint)
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"speechlab synthesize: {error}") from None
     if not hasattr(task, "synthesize"):
@@ -128,6 +161,11 @@ def synthesize(args: argparse.Namespace) -> int:
         )
     task.to(args.device)
     if args.vocoder_iters is not None:
+        if not hasattr(task.vocoder, "n_iter"):
+            raise SystemExit(
+                "speechlab synthesize: --vocoder-iters sets Griffin-Lim's iterations, but this "
+                f"model speaks through a {type(task.vocoder).__name__}; drop --vocoder-iters"
+            )
         task.vocoder.n_iter = args.vocoder_iters
     reader = checkpoint[RECIPE_KEY]["data"].get("reader", {})
     normalizer = TextNormalizer.coerce(reader.get("normalizer"))
@@ -282,6 +320,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="WAV file to write (16-bit PCM)")
     s.add_argument(
         "--vocoder-iters", type=int, help="Griffin-Lim iterations (default: the model's)"
+    )
+    s.add_argument(
+        "--vocoder",
+        help="a HiFi-GAN checkpoint (model=hifigan) to speak through instead of the model's "
+        "vocoder (default: the one it was trained with, Griffin-Lim unless configured)",
     )
     s.add_argument("--pause", type=float, default=0.25, help="seconds of silence between sentences")
     s.add_argument("--device", default="cpu")

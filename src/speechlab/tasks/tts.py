@@ -47,7 +47,10 @@ class TTSTask(SpeechTask):
             none.
         model: ``(vocab_size, n_mels) -> Tacotron2`` (a Hydra ``_partial_``).
         tokenizer: the symbol set (``Tokenizer.state()``), given by the datamodule.
-        vocoder: log-mel -> waveform; ``None`` = Griffin-Lim with the frontend's settings.
+        vocoder: log-mel -> waveform; ``None`` = Griffin-Lim with the frontend's settings. A
+            trained HiFi-GAN: ``model/vocoder=hifigan model.vocoder.ckpt=<file>``
+            (:func:`speechlab.tasks.vocoder.load_vocoder`); validation and test then speak
+            through it.
         guided_attention_sigma/weight: width ``g`` and weight of the guided attention loss.
         stop_pos_weight: weight of the (rare) positive stop targets.
         judge_ckpt: a recognizer checkpoint for the CER metric, or ``None`` to skip it.
