@@ -12,6 +12,7 @@ import hydra
 import pytest
 import soundfile as sf
 import torch
+from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
 from speechlab.audio.io import read_audio
@@ -169,6 +170,7 @@ def test_rnnt_with_any_encoder_backpropagates_decodes_and_bounds_the_joiner(enco
     assert task.joiner.output.weight.grad is not None
     assert task.prediction.embedding.weight.grad is not None
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in task.encoder.parameters())
+    assert task.ctc_head.weight.grad.abs().sum() > 0  # the auxiliary CTC loss (ctc_weight 0.5)
     # 1 s: 25 frames x 7 label positions x (256 + 12) fits; 30 s with 200 labels does not
     assert task.check_example(16000, targets[0]) is None
     assert task.check_example(30 * 16000, torch.ones(200, dtype=torch.long)) == TOO_LONG_FOR_JOINER
@@ -178,6 +180,50 @@ def test_rnnt_with_any_encoder_backpropagates_decodes_and_bounds_the_joiner(enco
     with one_torch_thread():
         texts = task.transcribe(batch.audio, audio_lengths)
     assert len(texts) == 2 and all(isinstance(text, str) for text in texts)
+
+
+def test_the_auxiliary_ctc_loss_is_weighted_in_and_off_at_zero(tmp_path):
+    tokenizer = CharTokenizer.train(["yes no up down"])
+    tasks = {}
+    for weight in (0.0, 0.5):
+        with composed("train", ["model=rnnt", f"model.ctc_weight={weight}"], tmp_path) as cfg:
+            torch.manual_seed(0)
+            tasks[weight] = hydra.utils.instantiate(cfg.model, tokenizer=tokenizer.state())
+    assert tasks[0.0].ctc_head is None
+    target = torch.tensor(tokenizer.encode("yes no up"))
+    batch = Batch(
+        ids=["a"],
+        audio=torch.randn(1, 16000),
+        audio_lengths=torch.tensor([16000]),
+        targets=target[None],
+        target_lengths=torch.tensor([len(target)]),
+    )
+    losses = {}
+    for weight, task in tasks.items():
+        task.eval()  # no dropout or SpecAugment: the two tasks share every other weight
+        losses[weight], _ = task._loss(task.on_after_batch_transfer(batch, 0))
+    log_probs, lengths = tasks[0.5].ctc_head(*tasks[0.5](*_features(tasks[0.5], batch)))
+    ctc = torch.nn.functional.ctc_loss(  # summed over the tokens, as the transducer loss
+        log_probs.transpose(0, 1),
+        target[None],
+        lengths,
+        torch.tensor([len(target)]),
+        reduction="sum",
+    )
+    torch.testing.assert_close(losses[0.5], 0.5 * losses[0.0] + 0.5 * ctc)
+    # 25 frames of 40 ms cannot emit 30 labels by CTC: dropped before training, with the reason
+    assert "CTC cannot emit" in tasks[0.5].check_example(16000, torch.ones(30, dtype=torch.long))
+    assert tasks[0.0].check_example(16000, torch.ones(30, dtype=torch.long)) is None
+    with (
+        composed("train", ["model=rnnt", "model.ctc_weight=1.0"], tmp_path) as cfg,
+        pytest.raises(InstantiationException, match=r"ctc_weight must be in \[0, 1\)"),
+    ):
+        hydra.utils.instantiate(cfg.model, tokenizer=tokenizer.state())
+
+
+def _features(task, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    batch = task.on_after_batch_transfer(batch, 0)
+    return batch.features, batch.feature_lengths
 
 
 def test_the_ctc_optuna_search_space_applies_to_rnnt_unchanged(tmp_path):

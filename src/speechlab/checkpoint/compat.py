@@ -6,6 +6,9 @@ modules moved in speechlab 0.1's layout change (one folder per concern); :func:`
 rewrites every ``_target_`` whose module is in :data:`MOVED_MODULES` to the module's new path,
 so such a checkpoint still restores, evaluates and resumes. Targets of modules that did not move
 are left as they are.
+
+Options added to a class after checkpoints of it were written are filled in with the value
+those checkpoints were trained with (:data:`ADDED_OPTIONS`), never with today's default.
 """
 
 from __future__ import annotations
@@ -47,6 +50,13 @@ MOVED_MODULES: dict[str, str] = {
 }
 
 
+#: class -> {option: the value every checkpoint written before the option existed used}.
+ADDED_OPTIONS: dict[str, dict[str, Any]] = {
+    # the auxiliary CTC loss of the transducer (2026-12-04); before it, none
+    "speechlab.tasks.rnnt.RNNTTask": {"ctc_weight": 0.0},
+}
+
+
 def upgrade_target(target: str) -> str:
     """``target`` (``module.name``) with its module's new path, if the module moved."""
     module, _, name = target.rpartition(".")
@@ -56,12 +66,16 @@ def upgrade_target(target: str) -> str:
 def upgrade_recipe(value: Any) -> Any:
     """A copy of ``value`` (a recipe, or any part of one) with every ``_target_`` upgraded."""
     if isinstance(value, Mapping):
-        return {
+        upgraded = {
             key: upgrade_target(item)
             if key == "_target_" and isinstance(item, str)
             else upgrade_recipe(item)
             for key, item in value.items()
         }
+        target = upgraded.get("_target_")
+        if isinstance(target, str) and target in ADDED_OPTIONS:
+            upgraded = {**ADDED_OPTIONS[target], **upgraded}
+        return upgraded
     if isinstance(value, list):
         return [upgrade_recipe(item) for item in value]
     return value

@@ -13,13 +13,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from speechlab.data.collate import Batch
 from speechlab.decoding.build import TransducerDecoder, build_transducer_decoder
+from speechlab.nn.las import CTCHead
 from speechlab.nn.transducer import Joiner, PredictionNetwork, transducer_loss
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory
-from speechlab.tasks.recognition import Outputs, RecognitionTask
+from speechlab.tasks.recognition import Outputs, RecognitionTask, ctc_length_problem
 from speechlab.tasks.step_guard import NonFiniteStepGuard
 from speechlab.text.tokenizers import BLANK
 
@@ -39,7 +41,12 @@ class RNNTTask(RecognitionTask):
     ``(B, T', U + 1, V)`` -> transducer loss.
 
     The loss is :func:`torchaudio.functional.rnnt_loss` with fused log-softmax, joiner and loss
-    in float32 even under mixed precision, mean over utterances. The joiner's memory is bounded:
+    in float32 even under mixed precision, mean over utterances; with ``ctc_weight > 0`` it is
+    ``(1 - ctc_weight) * transducer + ctc_weight * CTC``, the CTC loss (summed over each
+    utterance's tokens and averaged over utterances, as the transducer loss) of a linear head on
+    the encoder frames (an auxiliary loss, as in ESPnet's and icefall's transducer recipes: it
+    aligns the encoder to the audio before the prediction network can learn to ignore it; the
+    head is not used in decoding). The joiner's memory is bounded:
     the batch goes through the joiner in chunks of at most ``max_joint_elements`` elements of
     ``B_chunk x T' x (U + 1) x (joint_dim + V)`` (see
     :func:`speechlab.nn.transducer.transducer_loss`), and training drops, before it starts and
@@ -61,12 +68,14 @@ class RNNTTask(RecognitionTask):
         optimizer, scheduler, augment, monitor, monitor_mode, step_guard, waveform_augment,
             compile: see :class:`SpeechTask`.
         max_joint_elements: the joiner's memory bound above, in elements (float32: 4 bytes).
+        ctc_weight: weight in ``[0, 1)`` of the auxiliary CTC loss; 0 builds no CTC head.
         decoding: every option of :data:`speechlab.decoding.build.TRANSDUCER_OPTIONS`.
         num_logged_samples: reference/hypothesis pairs logged per validation epoch.
 
     Raises:
-        ValueError: the tokenizer has no blank, ``max_joint_elements`` is not positive, or a
-            decoding option is unknown, missing or out of range.
+        ValueError: the tokenizer has no blank, ``max_joint_elements`` is not positive,
+            ``ctc_weight`` is outside ``[0, 1)``, or a decoding option is unknown, missing or
+            out of range.
     """
 
     def __init__(
@@ -81,6 +90,7 @@ class RNNTTask(RecognitionTask):
         augment: nn.Module | None = None,
         *,
         max_joint_elements: int,
+        ctc_weight: float,
         decoding: Mapping[str, Any],
         num_logged_samples: int = 8,
         monitor: str = "val/cer",
@@ -125,6 +135,10 @@ class RNNTTask(RecognitionTask):
             )
         )
         self.max_joint_elements = int(max_joint_elements)
+        if not 0.0 <= ctc_weight < 1.0:
+            raise ValueError(f"model.ctc_weight must be in [0, 1), got {ctc_weight}")
+        self.ctc_weight = float(ctc_weight)
+        self.ctc_head = CTCHead(encoder.output_dim, vocab_size) if self.ctc_weight > 0 else None
         self._decoder = self._build_decoder(self.decoding)  # checks the options now
 
     # -- model --------------------------------------------------------------------------------
@@ -140,6 +154,8 @@ class RNNTTask(RecognitionTask):
     def check_example(self, num_samples: int, target: torch.Tensor) -> str | None:
         if self.joint_elements(num_samples, target.numel()) > self.max_joint_elements:
             return TOO_LONG_FOR_JOINER
+        if self.ctc_head is not None:
+            return ctc_length_problem(self.output_frames(num_samples), target)
         return None
 
     def _build_decoder(self, decoding: Mapping[str, Any]) -> TransducerDecoder:
@@ -165,4 +181,17 @@ class RNNTTask(RecognitionTask):
             blank=self.blank,
             max_joint_elements=self.max_joint_elements,
         )
+        if self.ctc_head is not None:
+            log_probs, ctc_lengths = self.ctc_head(encoded, lengths)
+            with torch.autocast(device_type=log_probs.device.type, enabled=False):
+                ctc_loss = F.ctc_loss(
+                    log_probs.transpose(0, 1),
+                    batch.targets,
+                    ctc_lengths,
+                    batch.target_lengths,
+                    blank=self.blank,
+                    reduction="none",
+                    zero_infinity=True,
+                ).mean()  # per utterance, summed over its tokens: the transducer loss's scale
+            loss = (1.0 - self.ctc_weight) * loss + self.ctc_weight * ctc_loss
         return loss, (encoded, lengths)
