@@ -9,7 +9,9 @@ Layout::
     {"status": "running" | "finished" | "failed",
      "overrides": ["model.optimizer.lr=0.001", ...],        # the job's command-line overrides
      "monitor": "val/acc", "mode": "max",
-     "attempts": [{"started": "...", "updated": "...", "ended": "...", "status": "..."}],
+     "attempts": [{"started": "...", "updated": "...", "ended": "...", "status": "...",
+                   "world_size": 2, "num_nodes": 2, "processes_per_node": 1,  # the run's shape
+                   "cluster": "SLURMEnvironment"}],   # Lightning's cluster environment (or null)
      "curve": [{"epoch": 0, "step": 40, "value": 0.41, "attempt": 0,   # after each validation
                 "elapsed_s": 12.5}, ...],    # seconds of the run's attempts so far (learning curves)
      "best": 0.52, "epochs": 3, "wall_s": 61.2, "error": "...",
@@ -29,6 +31,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
+
+from speechlab.run.cluster import process_layout
 
 RECORD_NAME = "run.json"
 FINISHED, FAILED, RUNNING = "finished", "failed", "running"
@@ -96,6 +100,14 @@ class RunRecord(Callback):
         self.record.pop("error", None)
         self.record["attempts"].append({"started": _now(), "status": RUNNING})
         self._write()
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # The ranks are known by now: record how many processes on how many nodes ran this
+        # attempt (a requeued attempt may get another shape).
+        if self.record["attempts"]:
+            layout = process_layout(trainer)
+            shape = ("world_size", "num_nodes", "processes_per_node", "cluster")
+            self.record["attempts"][-1].update({key: layout[key] for key in shape})
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # A resumed fit (its state restored by now) goes on after the checkpoint's epoch: forget

@@ -32,6 +32,7 @@ from speechlab.run.callbacks import (
     SkippedAudioReport,
     adapt_to_no_validation,
 )
+from speechlab.run.cluster import ProcessLayoutLog, check_slurm_shape
 from speechlab.run.dashboards import (
     BestToLoggers,
     finish_runs,
@@ -178,6 +179,7 @@ def fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None) -> d
         ExactResume(),
         SkippedAudioReport(),
         ShortRunLogInterval(),
+        ProcessLayoutLog(),
         OptimizedMetricCheck(cfg.get("optimized_metric"), record.monitor),
         record,
         BestToLoggers(record),  # after the record: it reads the best value the record just kept
@@ -191,6 +193,7 @@ def fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None) -> d
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False
     )
+    check_slurm_shape(trainer)
     adapt_to_no_validation(trainer)
     hyperparameters = {
         k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
