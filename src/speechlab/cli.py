@@ -6,6 +6,7 @@ speechlab synthesize CKPT "text" -o out.wav  speech from text (any length, split
                       [--vocoder HIFIGAN_CKPT]  through a trained HiFi-GAN instead of Griffin-Lim
 speechlab build-lm TRANSCRIPTS -o lm.arpa   word n-gram LM (+ lexicon) for beam search
 speechlab average CKPT CKPT... -o avg.ckpt  average the weights of checkpoints of one model
+speechlab shard data=CORPUS [KEY=VALUE...] -o DIR   tar shards of every split, to stream
 """
 
 from __future__ import annotations
@@ -292,6 +293,97 @@ def average(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compose_data(overrides: Sequence[str], config_dir: str | None):
+    """The ``data`` node of ``conf/train.yaml`` composed with ``overrides``, as train.py would.
+
+    The config folder is ``config_dir``, else ``./conf``, else the ``conf/`` of the checkout
+    speechlab is installed from."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    from speechlab.run import resolvers  # noqa: F401  (config resolvers)
+
+    candidates = [Path(config_dir)] if config_dir else []
+    candidates += [Path.cwd() / "conf", Path(__file__).resolve().parents[2] / "conf"]
+    found = next((c for c in candidates if (c / "train.yaml").is_file()), None)
+    if found is None:
+        raise SystemExit(
+            f"speechlab shard: no train.yaml in {' or '.join(map(str, candidates))}; run it "
+            "from the speechlab checkout or pass --config-dir <its conf/>"
+        )
+    try:
+        with initialize_config_dir(config_dir=str(found.resolve()), version_base="1.3"):
+            return compose(config_name="train", overrides=list(overrides)).data
+    except HydraException as error:
+        raise SystemExit(f"speechlab shard: {error}") from None
+
+
+def _parse_size(text: str) -> int:
+    """``"64MB"``, ``"1.5GB"``, ``"4096"`` (bytes) -> bytes."""
+    units = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "B": 1}
+    upper = text.strip().upper()
+    for unit, factor in units.items():
+        if upper.endswith(unit):
+            return int(float(upper[: -len(unit)]) * factor)
+    return int(float(upper))
+
+
+def shard(args: argparse.Namespace) -> int:
+    """Write each split of the composed corpus as tar shards with an ``index.json`` (see
+    :mod:`speechlab.data.shard_writer`); print one line per split and the skipped files."""
+    import hydra
+
+    from speechlab.data.reader import SPLITS, CorpusLayoutError
+    from speechlab.data.shard_writer import write_shards
+
+    try:
+        shard_bytes = _parse_size(args.shard_size) if args.shard_size else None
+    except ValueError:
+        raise SystemExit(
+            f"speechlab shard: --shard-size {args.shard_size!r} is not a size (e.g. 256MB)"
+        ) from None
+    shard_seconds = args.shard_seconds
+    if shard_seconds is None and shard_bytes is None:
+        raise SystemExit("speechlab shard: give --shard-seconds and/or --shard-size")
+    data_cfg = _compose_data(args.overrides, args.config_dir)
+    datamodule = hydra.utils.instantiate(data_cfg, target_field="label")
+    try:
+        datamodule.prepare_data()  # the corpus reader and its cached manifest
+    except CorpusLayoutError as error:
+        raise SystemExit(f"speechlab shard: {error}") from None
+    manifest = datamodule.manifest
+    skipped_total = len(manifest.skipped)
+    for split in args.splits or SPLITS:
+        table = manifest.splits[split]
+        try:
+            report = write_shards(
+                [table[i] for i in range(len(table))],
+                args.output,
+                split,
+                shard_seconds=shard_seconds,
+                shard_bytes=shard_bytes,
+                seed=args.seed,
+                corpus=datamodule.reader.name,
+            )
+        except ValueError as error:
+            raise SystemExit(f"speechlab shard: {error}") from None
+        index = report.index
+        print(
+            f"{Path(args.output) / split}\t{len(index.shards)} shards, {index.utterances} "
+            f"utterances, {index.seconds / 3600:.3f} h, {len(report.skipped)} skipped"
+        )
+        for path, reason in sorted(report.skipped.items()):
+            print(f"skipped {path}: {reason}", file=sys.stderr)
+        skipped_total += len(report.skipped)
+    if skipped_total:
+        print(
+            f"{skipped_total} utterance(s) or corpus entries skipped in all "
+            f"({len(manifest.skipped)} while reading the corpus, the rest unreadable audio)",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="speechlab", description=__doc__.split("\n")[0])
     commands = main.add_subparsers(dest="command", required=True)
@@ -354,6 +446,22 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("checkpoints", nargs="+", help="e.g. a run's top-k: checkpoints/epoch_*.ckpt")
     a.add_argument("-o", "--output", required=True, help="the averaged .ckpt to write")
     a.set_defaults(run=average)
+
+    h = commands.add_parser(
+        "shard", help="write a corpus's splits as tar shards (WebDataset layout) to stream"
+    )
+    h.add_argument(
+        "overrides",
+        nargs="*",
+        help="config overrides as for train.py: data=<corpus> data.reader.root=... (Hydra)",
+    )
+    h.add_argument("-o", "--output", required=True, help="folder: <output>/<split>/shard-*.tar")
+    h.add_argument("--shard-seconds", type=float, help="close a shard at this much audio (s)")
+    h.add_argument("--shard-size", help="close a shard at this size: bytes, or 64MB, 1GB")
+    h.add_argument("--splits", nargs="+", choices=("train", "validation", "test"))
+    h.add_argument("--seed", type=int, default=0, help="seed of the utterance order in shards")
+    h.add_argument("--config-dir", help="the conf/ folder (default: ./conf, then the checkout's)")
+    h.set_defaults(run=shard)
     return main
 
 

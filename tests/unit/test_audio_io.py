@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechlab.audio.io import AudioError, probe, read_audio
+from speechlab.audio.io import AudioError, probe, read_audio, read_audio_bytes
 
 
 def tone(seconds: float, rate: int, channels: int = 1) -> np.ndarray:
@@ -30,6 +30,21 @@ def test_read_segment(tmp_path: Path):
     sf.write(path, tone(3.0, 8000), 8000)
     segment = read_audio(path, sample_rate=16000, offset=1.0, duration=0.5)
     assert segment.numel() == 8000
+
+
+def test_read_audio_bytes_decodes_as_read_audio_does(tmp_path: Path):
+    path = tmp_path / "long.wav"
+    sf.write(path, tone(3.0, 8000, channels=2), 8000)
+    data = path.read_bytes()
+    from_bytes = read_audio_bytes(data, 16000, offset=1.0, duration=0.5)
+    assert np.array_equal(from_bytes.numpy(), read_audio(path, 16000, 1.0, 0.5).numpy())
+    for damaged, reason in (
+        (data[: len(data) // 2], "truncated"),
+        (b"", "empty"),
+        (b"xyz", "decode"),
+    ):
+        with pytest.raises(AudioError, match=reason):
+            read_audio_bytes(damaged, 16000)
 
 
 @pytest.mark.parametrize(

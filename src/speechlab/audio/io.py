@@ -6,10 +6,12 @@ used for resampling only.
 
 from __future__ import annotations
 
+import io
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -56,24 +58,28 @@ def _wav_truncation(path: Path) -> str | None:
     libsndfile silently clamps a short data chunk to the bytes present, so a clip cut off in a
     copy would otherwise pass as a shorter clip.
     """
-    size = path.stat().st_size
     with path.open("rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return _wav_truncation_of(f, path.stat().st_size)
+
+
+def _wav_truncation_of(f: BinaryIO, size: int) -> str | None:
+    """:func:`_wav_truncation` of an open binary file of ``size`` bytes."""
+    head = f.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    position = 12
+    while position + 8 <= size:
+        f.seek(position)
+        chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
+        if chunk_id == b"data":
+            available = size - position - 8
+            if chunk_size != 0xFFFFFFFF and chunk_size > available:
+                return (
+                    f"truncated: the WAV header declares {chunk_size} bytes of audio "
+                    f"but the file holds {available}"
+                )
             return None
-        position = 12
-        while position + 8 <= size:
-            f.seek(position)
-            chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
-            if chunk_id == b"data":
-                available = size - position - 8
-                if chunk_size != 0xFFFFFFFF and chunk_size > available:
-                    return (
-                        f"truncated: the WAV header declares {chunk_size} bytes of audio "
-                        f"but the file holds {available}"
-                    )
-                return None
-            position += 8 + chunk_size + (chunk_size & 1)
+        position += 8 + chunk_size + (chunk_size & 1)
     return None
 
 
@@ -122,20 +128,58 @@ def read_audio(
     """
     path = Path(path)
     try:
-        with sf.SoundFile(str(path)) as f:
-            native_rate = f.samplerate
-            start = int(round(offset * native_rate))
-            frames = -1 if duration is None else int(round(duration * native_rate))
-            if start:
-                f.seek(start)
-            data = f.read(frames=frames, dtype="float32", always_2d=True)
+        data, native_rate = _read_segment(str(path), offset, duration)
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
         raise _audio_error("cannot decode audio", path, error) from error
-    if data.shape[0] == 0:
-        raise AudioError("empty: no audio samples in the requested segment")
     truncated = _wav_truncation(path)  # libsndfile reads a cut-off WAV as a shorter one
     if truncated:
         raise AudioError(truncated)
+    return _to_mono(data, native_rate, sample_rate)
+
+
+def read_audio_bytes(
+    data: bytes,
+    sample_rate: int,
+    offset: float = 0.0,
+    duration: float | None = None,
+) -> torch.Tensor:
+    """:func:`read_audio` of an encoded file held in memory (a member of a tar shard).
+
+    ``data`` is the file's bytes in its own encoding (WAV, FLAC, OGG or MP3). Returns a ``(T,)``
+    float32 tensor at ``sample_rate`` (Hz); ``offset`` and ``duration`` are seconds. Raises
+    :class:`AudioError` as :func:`read_audio` does.
+    """
+    if not data:
+        raise AudioError("empty: the file is 0 bytes")
+    try:
+        samples, native_rate = _read_segment(io.BytesIO(data), offset, duration)
+    except (sf.LibsndfileError, RuntimeError, OSError) as error:
+        reason = str(getattr(error, "error_string", None) or error).strip().rstrip(".")
+        raise AudioError(f"cannot decode audio: {reason}") from error
+    truncated = _wav_truncation_of(io.BytesIO(data), len(data))
+    if truncated:
+        raise AudioError(truncated)
+    return _to_mono(samples, native_rate, sample_rate)
+
+
+def _read_segment(
+    source: str | io.BytesIO, offset: float, duration: float | None
+) -> tuple[np.ndarray, int]:
+    """``(frames, channels)`` float32 samples of the segment and the file's own rate (Hz)."""
+    with sf.SoundFile(source) as f:
+        native_rate = f.samplerate
+        start = int(round(offset * native_rate))
+        frames = -1 if duration is None else int(round(duration * native_rate))
+        if start:
+            f.seek(start)
+        data = f.read(frames=frames, dtype="float32", always_2d=True)
+    return data, native_rate
+
+
+def _to_mono(data: np.ndarray, native_rate: int, sample_rate: int) -> torch.Tensor:
+    """Check ``(frames, channels)`` samples, mix them down and resample to ``sample_rate``."""
+    if data.shape[0] == 0:
+        raise AudioError("empty: no audio samples in the requested segment")
     bad = int(np.size(data) - np.isfinite(data).sum())
     if bad:
         raise AudioError(f"{bad} of {data.size} samples are not finite (NaN or infinity)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -19,10 +20,12 @@ from torch.utils.data import DataLoader
 from speechlab.data.audio_cache import AUDIO_CACHE_KINDS, DecodedAudioCache
 from speechlab.data.collate import collate_examples
 from speechlab.data.dataset import SpeechDataset
-from speechlab.data.loader import ResumableDataLoader
+from speechlab.data.loader import ResumableDataLoader, StreamingDataLoader
 from speechlab.data.manifest import Manifest, load_or_build_manifest
 from speechlab.data.reader import SPLITS, CorpusReader
 from speechlab.data.sampler import DurationBucketSampler
+from speechlab.data.shard_index import load_shard_index
+from speechlab.data.shard_stream import ShardStreamDataset
 from speechlab.data.targets import ClassLabels, TokenTargets
 from speechlab.data.utterance_table import UtteranceTable
 from speechlab.text.tokenizers import cached_tokenizer, save_tokenizer
@@ -67,6 +70,12 @@ class SpeechDataModule(L.LightningDataModule):
             them by interpolation); informational here.
         speaker: the one voice of a multi-speaker corpus to keep (``data.speaker=<client_id>``
             for synthesis; its reader takes it by interpolation); informational here.
+        shards: stream the train split from the tar shards ``speechlab shard`` wrote there (a
+            folder, an http(s) URL of it, or a brace pattern of shard URLs; see
+            :func:`~speechlab.data.shard_index.load_shard_index`) instead of reading the
+            manifest's files; ``None``: map-style. Validation and test stay map-style, and the
+            tokenizer or label set still comes from the corpus's manifest.
+        shard_buffer: utterances sorted together to form duration buckets on the stream.
     """
 
     def __init__(
@@ -91,6 +100,8 @@ class SpeechDataModule(L.LightningDataModule):
         source_lang: str | None = None,
         target_lang: str | None = None,
         speaker: str | None = None,
+        shards: str | None = None,
+        shard_buffer: int | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("target_field", target_field), ("source_field", source_field)):
@@ -107,6 +118,12 @@ class SpeechDataModule(L.LightningDataModule):
                 audio_cache,
                 audio_cache is None or audio_cache in AUDIO_CACHE_KINDS,
                 "null, memory or disk",
+            ),
+            (
+                "shard_buffer",
+                shard_buffer,
+                shards is None or (shard_buffer is not None and shard_buffer >= 1),
+                ">= 1 with data.shards",
             ),
             (
                 "max_batch_size",
@@ -137,6 +154,9 @@ class SpeechDataModule(L.LightningDataModule):
         self.source_tokenizer_spec = dict(source_tokenizer or {"kind": "char"})
         self.source_lang, self.target_lang = source_lang, target_lang
         self.speaker = speaker
+        self.shards = shards
+        self.shard_buffer = shard_buffer
+        self.checks: list[ExampleCheck] = []  # admissibility tests the train stream applies
         self.source: TokenTargets | None = None
         self.manifest: Manifest | None = None
         self.target: ClassLabels | TokenTargets | None = None
@@ -233,6 +253,8 @@ class SpeechDataModule(L.LightningDataModule):
             check(round(duration * self.sample_rate), self.target.tensor_of(value))
             for duration, value in zip(seconds, values, strict=True)
         ]
+        if split == "train":
+            self.checks.append(check)  # a streamed train split skips what it rejects
         dropped: Counter = Counter(problem for problem in problems if problem is not None)
         dataset.utterances = table.mask(np.array([problem is None for problem in problems], bool))
         self.dropped.setdefault(split, Counter()).update(dropped)
@@ -301,6 +323,8 @@ class SpeechDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if not self.datasets:
             self.setup()
+        if split == "train" and self.shards is not None:
+            return self._stream_loader()
         dataset = self.datasets[split]
         if len(dataset) == 0:
             raise ValueError(
@@ -332,6 +356,37 @@ class SpeechDataModule(L.LightningDataModule):
             return ResumableDataLoader(dataset, batches_done=self._train_batches_done, **options)
         return DataLoader(dataset, **options)
 
+    def _stream_loader(self) -> StreamingDataLoader:
+        """The train loader over the shards at ``self.shards`` (see :mod:`.shard_stream`)."""
+        world, rank = 1, 0
+        if self.trainer is not None:
+            world, rank = self.trainer.world_size, self.trainer.global_rank
+        dataset = ShardStreamDataset(
+            load_shard_index(self.shards, "train"),
+            self.sample_rate,
+            self.target,
+            batch_seconds=self.batch_seconds,
+            buffer_size=self.shard_buffer,
+            source=self.source,
+            max_batch_size=self.max_batch_size,
+            max_duration=self.max_duration,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+            num_workers=self.num_workers,
+            check=functools.partial(_first_problem, tuple(self.checks)) if self.checks else None,
+        )
+        return StreamingDataLoader(
+            dataset,
+            epoch=self._current_epoch,
+            batches_done=self._train_batches_done,
+            collate_fn=collate_examples,
+            pin_memory=self.pin_memory,
+        )
+
+    def _current_epoch(self) -> int:
+        return 0 if self.trainer is None else self.trainer.current_epoch
+
     def _train_batches_done(self) -> int:
         """Training batches of the current epoch finished so far (0 outside a fit)."""
         if self.trainer is None:
@@ -346,6 +401,13 @@ class SpeechDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+
+def _first_problem(
+    checks: tuple[ExampleCheck, ...], num_samples: int, target: torch.Tensor
+) -> str | None:
+    """The first reason one of ``checks`` gives to drop an example, or ``None``."""
+    return next((r for check in checks if (r := check(num_samples, target)) is not None), None)
 
 
 def build_datamodule(
