@@ -18,6 +18,7 @@ that nobody ran. Commands run two at a time (2 CPU cores), producers first.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import shlex
@@ -117,6 +118,7 @@ PRODUCERS = {
     "python train.py model=st_las data=mini_covost": "st",
     "python train.py -m model.optimizer.lr=1e-3,3e-3": "sweep",
     "python train.py callbacks.model_checkpoint.save_top_k=5": "top_k",
+    "speechlab shard data=mini_voice -o shards/mini_voice --shard-seconds 600": "shards",
 }
 # Producers that need more than one epoch to make what their users read.
 PRODUCER_EPOCHS = {"top_k": 2}
@@ -169,6 +171,10 @@ def plan(command: str) -> Plan:
         p.needs.add("lm")
     if tool == "speechlab build-lm":
         p.provides = "lm"
+    if tool == "speechlab shard":
+        p.needs.add("ctc")  # shards the embedded corpus that run generates
+    if "data.shards=shards/" in command:
+        p.needs.add("shards")
     if "/data/LJSpeech-1.1" in command:
         p.needs.add("tts")  # read from the embedded mini_speaker, which is in the LJ Speech layout
     unknown = set(re.findall(r"<[^<>]+>", command)) - {
@@ -329,6 +335,8 @@ class Workspace:
                 replace(example, str(stand_in))
         unfilled = [w for w in words if "=/data/" in w]
         assert not unfilled, f"README line {p.command!r}: teach this test a root for {unfilled}"
+        if "data.shards=shards/" in p.command:
+            shutil.copytree(self.produced["shards"].cwd / "shards", cwd / "shards")
         if "lm.arpa" in p.command and p.tool != "speechlab build-lm":
             for name in ("lm.arpa", "lexicon.txt"):
                 shutil.copy(self.produced["lm"].cwd / name, cwd / name)
@@ -486,6 +494,14 @@ def expect_average(result: Result, p: Plan) -> None:
     assert checkpoint["state_dict"], "the averaged checkpoint holds no weights"
 
 
+def expect_shards(result: Result, p: Plan) -> None:
+    out = result.cwd / result.argv[result.argv.index("-o") + 1]
+    for split in ("train", "validation", "test"):
+        index = json.loads((out / split / "index.json").read_text())
+        assert index["shards"], index
+        assert sorted(out.glob(f"{split}/shard-*.tar")), f"no shards in {out / split}"
+
+
 def expect_summary(result: Result, p: Plan) -> None:
     sweep = result.cwd / result.argv[-1]
     assert (sweep / "summary.md").read_text().startswith("# Sweep")
@@ -500,6 +516,7 @@ TOOLS = {
     "speechlab build-lm": expect_lm,
     "speechlab synthesize": expect_wav,
     "speechlab average": expect_average,
+    "speechlab shard": expect_shards,
     "python -m speechlab.run.sweep_summary": expect_summary,
 }
 
