@@ -345,6 +345,11 @@ def shard(args: argparse.Namespace) -> int:
     shard_seconds = args.shard_seconds
     if shard_seconds is None and shard_bytes is None:
         raise SystemExit("speechlab shard: give --shard-seconds and/or --shard-size")
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        raise SystemExit(
+            f"speechlab shard: -o {args.output} is a file; the shards go into a folder "
+            "(<output>/<split>/shard-*.tar): name a new or existing folder"
+        )
     data_cfg = _compose_data(args.overrides, args.config_dir)
     datamodule = hydra.utils.instantiate(data_cfg, target_field="label")
     try:

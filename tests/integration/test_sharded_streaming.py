@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -12,8 +13,9 @@ import pytest
 from speechlab.cli import main
 from speechlab.data.datamodule import build_datamodule
 from speechlab.data.loader import StreamingDataLoader
-from speechlab.data.shard_index import load_shard_index
-from tests.conftest import REPO, composed, shared_data
+from speechlab.data.shard_index import ShardIndexError, load_shard_index
+from speechlab.run.train import run as train
+from tests.conftest import REPO, composed, one_torch_thread, shared_data
 
 SPEECH_COMMANDS = [
     "data=speech_commands",
@@ -77,3 +79,41 @@ def test_shard_of_a_missing_corpus_says_where_it_looked(tmp_path) -> None:
     overrides = [*SPEECH_COMMANDS, f"data.reader.root={tmp_path}/nowhere"]
     with pytest.raises(SystemExit, match="nowhere"):
         main(["shard", *overrides, "-o", str(tmp_path / "shards"), "--shard-seconds", "3"])
+
+
+def test_a_run_whose_every_train_shard_is_lost_stops_instead_of_finishing_untrained(
+    sharded, tmp_path
+) -> None:
+    tmp, overrides, _ = sharded
+    shards = tmp_path / "shards"
+    shutil.copytree(tmp / "shards", shards)
+    for tar in (shards / "train").glob("*.tar"):
+        tar.unlink()  # the index still lists them: every read fails
+    run = [
+        *overrides,
+        "model=kws_cnn",
+        f"data.shards={shards}",
+        "trainer.max_epochs=1",
+        "+trainer.limit_val_batches=0",  # this layout sample has no validation clips
+        "callbacks.progress_bar=null",
+    ]
+    with (
+        one_torch_thread(),
+        composed("train", run, tmp_path / "run") as cfg,
+        pytest.raises(RuntimeError, match="epoch 0 trained on nothing"),
+    ):
+        train(cfg)
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "failed"
+    assert not list((tmp_path / "run").glob("metrics.json"))  # nothing tested as if done
+
+
+def test_a_wrong_shard_location_fails_when_the_data_is_set_up(sharded, tmp_path) -> None:
+    tmp, overrides, _ = sharded
+    with (
+        composed("train", [*overrides, f"data.shards={tmp_path}/none"], tmp / "run") as cfg,
+        pytest.raises(ShardIndexError, match="no shard index for the train split"),
+    ):
+        build_datamodule(cfg.data, target_field="label").setup()  # before any model is built
+    with composed("train", [*overrides, "data.shards="], tmp / "run") as cfg:
+        assert build_datamodule(cfg.data, target_field="label").shards is None  # empty: off

@@ -24,7 +24,7 @@ from speechlab.data.loader import ResumableDataLoader, StreamingDataLoader
 from speechlab.data.manifest import Manifest, load_or_build_manifest
 from speechlab.data.reader import SPLITS, CorpusReader
 from speechlab.data.sampler import DurationBucketSampler
-from speechlab.data.shard_index import load_shard_index
+from speechlab.data.shard_index import ShardIndex, load_shard_index
 from speechlab.data.shard_stream import ShardStreamDataset
 from speechlab.data.targets import ClassLabels, TokenTargets
 from speechlab.data.utterance_table import UtteranceTable
@@ -154,7 +154,8 @@ class SpeechDataModule(L.LightningDataModule):
         self.source_tokenizer_spec = dict(source_tokenizer or {"kind": "char"})
         self.source_lang, self.target_lang = source_lang, target_lang
         self.speaker = speaker
-        self.shards = shards
+        self.shards = shards or None  # `data.shards=` (empty) is off, as null
+        self.shard_index: ShardIndex | None = None
         self.shard_buffer = shard_buffer
         self.checks: list[ExampleCheck] = []  # admissibility tests the train stream applies
         self.source: TokenTargets | None = None
@@ -177,6 +178,8 @@ class SpeechDataModule(L.LightningDataModule):
             return
         if self.manifest is None:
             self.manifest = load_or_build_manifest(self.reader, self.cache_dir)
+        if self.shards is not None:  # a wrong location fails now, before any model is built
+            self.shard_index = load_shard_index(self.shards, "train")
         self.target = self._build_target(self.manifest)
         if self.source_field is not None:
             self.source = self._tokens(self.manifest, self.source_field, self.source_tokenizer_spec)
@@ -362,7 +365,7 @@ class SpeechDataModule(L.LightningDataModule):
         if self.trainer is not None:
             world, rank = self.trainer.world_size, self.trainer.global_rank
         dataset = ShardStreamDataset(
-            load_shard_index(self.shards, "train"),
+            self.shard_index or load_shard_index(self.shards, "train"),
             self.sample_rate,
             self.target,
             batch_seconds=self.batch_seconds,

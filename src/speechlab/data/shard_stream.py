@@ -349,7 +349,7 @@ class ShardStreamDataset(IterableDataset):
             yield [
                 self._example(url, samples.pop(p))
                 if p in samples
-                else SkippedExample(f"{url}#{p}", url, reason)
+                else SkippedExample(f"{url}#{p}", f"{url}#{p}", reason)  # one per utterance
                 for p in batch
             ]
 

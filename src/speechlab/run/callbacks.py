@@ -55,6 +55,43 @@ class SkippedAudioReport(Callback):
         self._write(trainer)
 
 
+class NothingTrainedCheck(Callback):
+    """Stop the run when a whole training epoch had no example to train on.
+
+    Every example of a batch may be skipped (unreadable audio, a lost shard, a target the task
+    rejects); the step then trains nothing and the run goes on, as it should for a few bad files.
+    An epoch in which that happened to every batch, on every rank, trained nothing at all, and
+    a run that went on would test and save an untrained model as if it were done.
+
+    Raises:
+        RuntimeError: at the end of such an epoch, naming the epoch and where the skipped
+            files are listed.
+    """
+
+    def __init__(self) -> None:
+        self.batches = 0
+        self.examples = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.batches = self.examples = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batches += 1
+        self.examples += len(batch)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.batches == 0:  # a resumed epoch already finished, or limit_train_batches=0
+            return
+        if trainer.strategy.reduce_boolean_decision(self.examples == 0, all=True):
+            raise RuntimeError(
+                f"epoch {trainer.current_epoch} trained on nothing: every example of its "
+                f"{self.batches} batch(es) was skipped (unreadable audio, a shard that could not "
+                "be read, or targets the task rejects; see the warnings above and "
+                f"{Path(trainer.default_root_dir) / 'skipped_audio.tsv'}). Expected readable "
+                "training data: check data.reader.root or data.shards and the files there."
+            )
+
+
 class ShortRunLogInterval(Callback):
     """Log training scalars at least once per epoch: ``trainer.log_every_n_steps`` is lowered to
     the number of training batches when an epoch has fewer (a short run, ``limit_train_batches``),

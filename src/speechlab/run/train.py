@@ -27,6 +27,7 @@ from speechlab.checkpoint.recipe import RecipeInCheckpoint, build_recipe, build_
 from speechlab.data.datamodule import build_datamodule
 from speechlab.run import resolvers  # noqa: F401  (config resolvers)
 from speechlab.run.callbacks import (
+    NothingTrainedCheck,
     OptimizedMetricCheck,
     ShortRunLogInterval,
     SkippedAudioReport,
@@ -178,6 +179,7 @@ def fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None) -> d
         RecipeInCheckpoint(build_recipe(cfg, task_inputs)),
         ExactResume(),
         SkippedAudioReport(),
+        NothingTrainedCheck(),
         ShortRunLogInterval(),
         ProcessLayoutLog(),
         OptimizedMetricCheck(cfg.get("optimized_metric"), record.monitor),
