@@ -99,7 +99,7 @@ def test_layout_errors(tmp_path: Path) -> None:
         FSDDReader(tmp_path / "empty").check_layout()
     for error in (missing, empty):
         assert "recordings/{digit}_{speaker}_{take}.wav" in str(error.value)
-        assert "data.root=" in str(error.value)
+        assert "data.reader.root=" in str(error.value)
     make_fsdd(tmp_path / "fsdd")
     with pytest.raises(CorpusLayoutError, match="recordings/ itself"):
         FSDDReader(tmp_path / "fsdd" / "recordings").check_layout()

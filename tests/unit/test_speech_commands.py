@@ -226,9 +226,9 @@ def test_missing_root_and_wrong_layout_raise(tmp_path: Path) -> None:
         SpeechCommandsReader(wrong).check_layout()
     for error in (missing, bad):
         message = str(error.value)
-        for hint in ("<word>/<speaker>_nohash_<n>.wav", "validation_list.txt", "data.root="):
+        for hint in ("<word>/<speaker>_nohash_<n>.wav", "validation_list.txt", "data.reader.root="):
             assert hint in message
-        assert "data.download=true" in message
+        assert "data.reader.download=true" in message
 
 
 def test_missing_noise_warns_and_makes_no_silence(

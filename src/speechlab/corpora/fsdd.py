@@ -66,7 +66,9 @@ class FSDDReader:
             if self.root.name == RECORDINGS and any(
                 FILE_PATTERN.match(p.name) for p in self.root.glob("*.wav")
             ):
-                hint = f" (it looks like recordings/ itself: set data.root={self.root.parent})"
+                hint = (
+                    f" (it looks like recordings/ itself: set data.reader.root={self.root.parent})"
+                )
             raise self._layout_error(
                 f"the FSDD root {self.root} has no {RECORDINGS}/ folder with digit recordings{hint}"
             )
@@ -118,6 +120,6 @@ class FSDDReader:
     def _layout_error(self, problem: str) -> CorpusLayoutError:
         return CorpusLayoutError(
             f"{problem}. Expected the Free Spoken Digit Dataset layout: {EXPECTED_LAYOUT}. Set "
-            f"data.root=<folder containing recordings/> (get the data from "
+            f"data.reader.root=<folder containing recordings/> (get the data from "
             f"github.com/Jakobovski/free-spoken-digit-dataset)."
         )

@@ -285,7 +285,7 @@ class SpeechCommandsReader:
     def _layout_error(self, problem: str) -> CorpusLayoutError:
         return CorpusLayoutError(
             f"{problem}. Expected the Speech Commands v0.02 layout: {EXPECTED_LAYOUT}. "
-            f"Set data.root=<folder> to an extracted copy, or data.download=true to fetch "
+            f"Set data.reader.root=<folder> to an extracted copy, or data.reader.download=true to fetch "
             f"the public v0.02 archive ({self.url})."
         )
 

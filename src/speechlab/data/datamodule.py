@@ -122,8 +122,8 @@ class SpeechDataModule(L.LightningDataModule):
             (
                 "shard_buffer",
                 shard_buffer,
-                shards is None or (shard_buffer is not None and shard_buffer >= 1),
-                ">= 1 with data.shards",
+                shards is None or (isinstance(shard_buffer, int) and shard_buffer >= 1),
+                "a whole number >= 1 with data.shards",
             ),
             (
                 "max_batch_size",
