@@ -119,6 +119,30 @@ def test_evaluate_reproduces_the_test_error_rates_and_decodes_greedily_on_reques
         predictions(tmp_path / "greedy" / "predictions.tsv").keys()
         == predictions(run_dir / "predictions.tsv").keys()
     )
+    # held-out utterances: the beam (the run's test decoding) is never worse than greedy
+    assert evaluated["test/cer"] <= greedy["test/cer"] + 1e-6
+
+
+def test_resume_continues_training_at_the_next_epoch(rnnt_run, tiny_voice, tmp_path):  # noqa: F811
+    run_dir, _ = rnnt_run
+    last = run_dir / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    epoch, step = saved["epoch"], saved["global_step"]
+    more = 2
+    overrides = [
+        *TINY_RNNT,
+        f"data.reader.root={tiny_voice}",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"trainer.max_epochs={epoch + 1 + more}",
+        f"ckpt_path={last}",
+        "test=false",
+    ]
+    with one_torch_thread(), composed("train", overrides, tmp_path / "resumed") as cfg:
+        train(cfg)
+    with (tmp_path / "resumed" / "csv" / "metrics.csv").open() as f:
+        logged = [row for row in csv.DictReader(f) if row.get("train/loss")]
+    assert [int(row["epoch"]) for row in logged] == list(range(epoch + 1, epoch + 1 + more))
+    assert [int(row["step"]) for row in logged] == list(range(step, step + more))
 
 
 def test_transcribe_an_rnnt_checkpoint(rnnt_run, tiny_voice, tmp_path):  # noqa: F811
