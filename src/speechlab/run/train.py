@@ -116,18 +116,21 @@ def job_process_state(multirun: bool) -> Iterator[None]:
     """Leave the process as the multirun job found it: the jobs of a sweep share one process
     (Hydra's basic launcher), and DDP's environment (``LOCAL_RANK``, ``WORLD_SIZE``,
     ``MASTER_PORT``, ...) and process group from one job made the next believe its ranks were
-    already launched, so it waited on peers that had exited."""
-    if not multirun:
-        yield
-        return
+    already launched, so it waited on peers that had exited.
+
+    Every process, a single run's too, also ends its DDP process group here: a process that
+    exits with the group still up can abort in gloo's teardown ("terminate called without an
+    active exception", status -6), and Lightning's watcher of the child processes, still
+    running in a multirun's main process, then killed the whole sweep during the next job."""
     environment = dict(os.environ)
     try:
         yield
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
-        os.environ.clear()
-        os.environ.update(environment)
+        if multirun:
+            os.environ.clear()
+            os.environ.update(environment)
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
