@@ -9,6 +9,8 @@ from pathlib import Path
 
 import lightning as L
 
+from speechlab.tasks.figures import mel_figure
+
 log = logging.getLogger(__name__)
 
 
@@ -105,3 +107,22 @@ def log_audio(trainer: L.Trainer, name: str, waveform, sample_rate: int) -> Path
         elif kind == "MLFlowLogger":
             logger.experiment.log_artifact(logger.run_id, str(path), "audio")
     return path
+
+
+def log_synthesized_sample(
+    trainer: L.Trainer,
+    index: int,
+    sample: dict,
+    mel_key: str,
+    sample_rate: int,
+    judged: bool,
+) -> str:
+    """Log one synthesized validation sample: ``val/audio_<index>`` (its ``(T,)`` waveform at
+    ``sample_rate`` Hz) and ``val/mel_<index>`` (``sample[mel_key]`` against ``sample["target"]``,
+    each ``(n_mels, frames)``). The title names the utterance, its text, what the judge heard
+    (``judged``) and the epoch; it is returned for the caller's further figures."""
+    heard = f" | heard: {sample['heard']!r}" if judged else ""
+    title = f"{sample['id']}: {sample['text']!r}{heard} (epoch {trainer.current_epoch})"
+    log_audio(trainer, f"val/audio_{index}", sample["audio"], sample_rate)
+    log_figure(trainer, f"val/mel_{index}", mel_figure(sample[mel_key], sample["target"], title))
+    return title

@@ -17,9 +17,9 @@ from speechlab.audio.features import lengths_to_mask
 from speechlab.data.collate import Batch
 from speechlab.nn.tacotron2 import Tacotron2, Tacotron2Output, diagonal_score, guided_attention_loss
 from speechlab.nn.vocoders.griffin_lim import GriffinLimVocoder
-from speechlab.tasks.artifacts import log_audio, log_figure
+from speechlab.tasks.artifacts import log_figure, log_synthesized_sample
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
-from speechlab.tasks.figures import alignment_figure, mel_figure
+from speechlab.tasks.figures import alignment_figure
 from speechlab.tasks.step_guard import NonFiniteStepGuard
 from speechlab.tasks.synthesis_metrics import IntelligibilityJudge, mel_cepstral_distortion
 from speechlab.text.tokenizers import load_tokenizer
@@ -297,13 +297,8 @@ class TTSTask(SpeechTask):
         if self.trainer.sanity_checking:
             return
         for k, sample in enumerate(self.samples):
-            heard = f" | heard: {sample['heard']!r}" if self._judge is not None else ""
-            title = f"{sample['id']}: {sample['text']!r}{heard} (epoch {self.current_epoch})"
-            log_audio(self.trainer, f"val/audio_{k}", sample["audio"], self.sample_rate)
-            log_figure(
-                self.trainer,
-                f"val/mel_{k}",
-                mel_figure(sample["predicted"], sample["target"], title),
+            title = log_synthesized_sample(
+                self.trainer, k, sample, "predicted", self.sample_rate, self._judge is not None
             )
             log_figure(
                 self.trainer, f"val/alignment_{k}", alignment_figure(sample["alignment"], title)

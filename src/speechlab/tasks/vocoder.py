@@ -30,9 +30,8 @@ from speechlab.nn.vocoders.hifigan import (
     feature_matching_loss,
     generator_adversarial_loss,
 )
-from speechlab.tasks.artifacts import log_audio, log_figure
+from speechlab.tasks.artifacts import log_synthesized_sample
 from speechlab.tasks.base import OptimizerFactory, SpeechTask
-from speechlab.tasks.figures import mel_figure
 from speechlab.tasks.synthesis_metrics import IntelligibilityJudge, mel_cepstral_distortion
 from speechlab.text.tokenizers import load_tokenizer
 
@@ -373,13 +372,8 @@ class HiFiGANTask(SpeechTask):
         if self.trainer.sanity_checking:
             return
         for k, sample in enumerate(self.samples):
-            heard = f" | heard: {sample['heard']!r}" if self._judge is not None else ""
-            title = f"{sample['id']}: {sample['text']!r}{heard} (epoch {self.current_epoch})"
-            log_audio(self.trainer, f"val/audio_{k}", sample["audio"], self.sample_rate)
-            log_figure(
-                self.trainer,
-                f"val/mel_{k}",
-                mel_figure(sample["resynthesized"], sample["target"], title),
+            log_synthesized_sample(
+                self.trainer, k, sample, "resynthesized", self.sample_rate, self._judge is not None
             )
 
     def on_test_epoch_start(self) -> None:

@@ -44,17 +44,22 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.normal_(module.weight, 0.0, 0.01)
 
 
+def _dilated_convs(channels: int, kernel_size: int, dilations: Sequence[int]) -> nn.ModuleList:
+    """One weight-normalised, length-keeping convolution per dilation."""
+    return nn.ModuleList(
+        weight_norm(
+            nn.Conv1d(channels, channels, kernel_size, dilation=d, padding=_padding(kernel_size, d))
+        )
+        for d in dilations
+    )  # fmt: skip
+
+
 class _ResBlock1(nn.Module):
     """The paper's ResBlock type 1 (V1): pairs of a dilated and an undilated convolution."""
 
     def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int]) -> None:
         super().__init__()
-        self.convs1 = nn.ModuleList(
-            weight_norm(
-                nn.Conv1d(channels, channels, kernel_size, dilation=d, padding=_padding(kernel_size, d))
-            )
-            for d in dilations
-        )  # fmt: skip
+        self.convs1 = _dilated_convs(channels, kernel_size, dilations)
         self.convs2 = nn.ModuleList(
             weight_norm(nn.Conv1d(channels, channels, kernel_size, padding=_padding(kernel_size)))
             for _ in dilations
@@ -73,12 +78,7 @@ class _ResBlock2(nn.Module):
 
     def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int]) -> None:
         super().__init__()
-        self.convs = nn.ModuleList(
-            weight_norm(
-                nn.Conv1d(channels, channels, kernel_size, dilation=d, padding=_padding(kernel_size, d))
-            )
-            for d in dilations
-        )  # fmt: skip
+        self.convs = _dilated_convs(channels, kernel_size, dilations)
         self.apply(_init_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
