@@ -182,15 +182,27 @@ def test_encoder_config_instantiates(option: str):
     assert out_lengths.tolist() == encoder.output_lengths(lengths).tolist()
 
 
-def test_keyword_cnn_embedding_ignores_padding():
+@pytest.mark.parametrize("convs_per_block", [1, 2])
+@pytest.mark.parametrize("frames", [60, 61])  # 61: a pooling window straddles the padding
+def test_keyword_cnn_embedding_ignores_padding(convs_per_block: int, frames: int):
     torch.manual_seed(0)
-    net = KeywordCNN(n_mels=40, channels=(8, 16), dropout=0.0).eval()
-    features = torch.randn(1, 40, 60)
+    net = KeywordCNN(n_mels=40, channels=(8, 16), dropout=0.0, convs_per_block=convs_per_block)
+    net = net.eval()
+    with torch.no_grad():  # BatchNorm statistics that move padded frames away from zero
+        for module in net.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.bias.uniform_(0.5, 1.0)
+    features = torch.randn(1, 40, frames)
     padded = torch.cat([features, torch.zeros(1, 40, 40)], dim=-1)
-    short = net(features, torch.tensor([60]))
-    long = net(padded, torch.tensor([60]))
+    short = net(features, torch.tensor([frames]))
+    long = net(padded, torch.tensor([frames]))
     assert short.shape == (1, 16)
     assert torch.allclose(short, long, atol=1e-5)
+
+
+def test_keyword_cnn_rejects_blocks_without_convs():
+    with pytest.raises(ValueError, match="convs_per_block=0"):
+        KeywordCNN(n_mels=40, channels=(8,), convs_per_block=0)
 
 
 def test_pyramidal_encoder_lengths_and_padding_invariance() -> None:

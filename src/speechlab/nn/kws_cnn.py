@@ -13,35 +13,48 @@ from speechlab.audio.features import lengths_to_mask
 class KeywordCNN(nn.Module):
     """Log-mel ``(B, n_mels, F)`` -> utterance embedding ``(B, channels[-1])``.
 
-    Conv-BatchNorm-ReLU blocks, each followed by 2x2 max pooling, then an average over the valid
-    (unpadded) time steps and the frequency axis. Padded frames are zeroed after every block, so
-    the embedding of an utterance does not depend on how much padding its batch adds.
+    Blocks of ``convs_per_block`` 3x3 Conv-BatchNorm-ReLU layers (two make a VGG block,
+    Simonyan and Zisserman 2015), each block followed by 2x2 max pooling, then an average over
+    the valid (unpadded) time steps and the frequency axis. Padded frames are zeroed after every
+    layer, so the embedding of an utterance does not depend on how much padding its batch adds.
 
     Args:
         n_mels: mel bands of the input.
         channels: output channels of each conv block.
         dropout: dropout on the pooled embedding.
+        convs_per_block: conv layers in each block, before its pooling.
+
+    Raises:
+        ValueError: no blocks, fewer than one conv per block, or ``n_mels`` too small to halve
+            once per block.
     """
 
     def __init__(
-        self, n_mels: int = 40, channels: Sequence[int] = (32, 64, 128), dropout: float = 0.1
+        self,
+        n_mels: int = 40,
+        channels: Sequence[int] = (32, 64, 128),
+        dropout: float = 0.1,
+        convs_per_block: int = 1,
     ):
         super().__init__()
         if not channels:
             raise ValueError("channels must name at least one conv block")
+        if convs_per_block < 1:
+            raise ValueError(f"convs_per_block={convs_per_block}: expected at least 1")
         if n_mels < 2 ** len(channels):
             raise ValueError(f"n_mels={n_mels} is too small for {len(channels)} 2x pooling blocks")
         blocks: list[nn.Module] = []
         previous = 1
         for width in channels:
-            block = nn.Sequential(
-                nn.Conv2d(previous, width, kernel_size=3, padding=1, bias=False),
-                nn.BatchNorm2d(width),
-                nn.ReLU(inplace=True),
-                nn.MaxPool2d(2, ceil_mode=True),
-            )
-            blocks.append(block)
-            previous = width
+            layers: list[nn.Module] = []
+            for _ in range(convs_per_block):
+                layers += [
+                    nn.Conv2d(previous, width, kernel_size=3, padding=1, bias=False),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(inplace=True),
+                ]
+                previous = width
+            blocks.append(nn.Sequential(*layers, nn.MaxPool2d(2, ceil_mode=True)))
         self.blocks = nn.ModuleList(blocks)
         self.dropout = nn.Dropout(dropout)
         self.output_dim = previous
@@ -49,12 +62,17 @@ class KeywordCNN(nn.Module):
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         hidden = features.unsqueeze(1)  # (B, 1, n_mels, F)
         reduced = lengths
+        mask = lengths_to_mask(reduced, hidden.shape[-1]).view(hidden.shape[0], 1, 1, -1)
         for block in self.blocks:
-            hidden = block(hidden)  # (B, C, n_mels / 2^k, F / 2^k)
-            reduced = torch.div(reduced + 1, 2, rounding_mode="floor").clamp(
-                min=1, max=hidden.shape[-1]
-            )
-            mask = lengths_to_mask(reduced, hidden.shape[-1]).view(hidden.shape[0], 1, 1, -1)
-            hidden = hidden * mask
-        pooled = (hidden * mask).sum(dim=(2, 3)) / (reduced.view(-1, 1) * hidden.shape[2])
+            for layer in block:
+                hidden = layer(hidden)
+                if isinstance(layer, nn.MaxPool2d):  # (B, C, n_mels / 2^k, F / 2^k)
+                    reduced = torch.div(reduced + 1, 2, rounding_mode="floor").clamp(
+                        min=1, max=hidden.shape[-1]
+                    )
+                    mask = lengths_to_mask(reduced, hidden.shape[-1])
+                    mask = mask.view(hidden.shape[0], 1, 1, -1)
+                if isinstance(layer, (nn.ReLU, nn.MaxPool2d)):
+                    hidden = hidden * mask  # padded frames stay zero for the next conv
+        pooled = hidden.sum(dim=(2, 3)) / (reduced.view(-1, 1) * hidden.shape[2])
         return self.dropout(pooled)
