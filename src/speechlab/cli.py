@@ -107,35 +107,6 @@ def split_sentences(text: str) -> list[str]:
     return [part.strip() for part in parts if part.strip()]
 
 
-def restore_with_vocoder(checkpoint: dict, vocoder_ckpt: str):
-    """The synthesis task of ``checkpoint`` speaking through the HiFi-GAN generator of
-    ``vocoder_ckpt`` instead of the vocoder it was trained with (whose file, if it had one, need
-    not exist any more).
-
-    Raises:
-        FileNotFoundError: no file at ``vocoder_ckpt``.
-        ValueError: not a vocoder checkpoint, or one trained on another log-mel.
-    """
-    from speechlab.checkpoint.recipe import RECIPE_KEY, build_task
-    from speechlab.tasks.vocoder import load_vocoder
-
-    recipe = checkpoint[RECIPE_KEY]
-    model_cfg = dict(recipe["model"])
-    if "vocoder" not in model_cfg:
-        raise ValueError("this checkpoint has no vocoder to replace; pass a model=tacotron2 one")
-    del model_cfg["vocoder"]  # built with the default (Griffin-Lim), then replaced
-    task = build_task(model_cfg, recipe["task_inputs"])
-    state = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("vocoder.")}
-    missing, unexpected = task.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("vocoder.")]
-    if missing or unexpected:
-        raise ValueError(
-            f"the checkpoint does not fit its own recipe: missing {missing}, unexpected {unexpected}"
-        )
-    task.vocoder = load_vocoder(vocoder_ckpt, task.frontend).requires_grad_(False)
-    return task.eval()
-
-
 def synthesize(args: argparse.Namespace) -> int:
     """Write ``args.text`` as speech to ``args.output`` (16-bit WAV): each sentence synthesized
     on its own, normalised as the checkpoint's corpus reader normalised its transcripts, joined
@@ -150,6 +121,8 @@ def synthesize(args: argparse.Namespace) -> int:
     try:
         checkpoint = load_checkpoint(args.checkpoint)
         if args.vocoder is not None:
+            from speechlab.tasks.vocoder import restore_with_vocoder
+
             task = restore_with_vocoder(checkpoint, args.vocoder)
         else:
             task = restore_task(checkpoint)

@@ -14,6 +14,7 @@ from speechlab.checkpoint.recipe import build_recipe, build_task, load_checkpoin
 from speechlab.cli import main
 from speechlab.data.datamodule import build_datamodule
 from speechlab.nn.vocoders.hifigan import HiFiGANVocoder
+from speechlab.run.evaluate import run as evaluate
 from speechlab.run.train import run as train
 from speechlab.tasks.vocoder import load_vocoder
 from tests.conftest import composed
@@ -112,6 +113,34 @@ def test_tacotron2_and_synthesize_speak_through_the_vocoder(hifigan_run, data_di
         main([*args, "--vocoder", str(vocoder_ckpt), "--vocoder-iters", "8"])
     with pytest.raises(SystemExit, match="not a vocoder's"):
         main([*args, "--vocoder", str(griffin_lim)])
+
+
+def test_evaluate_hears_a_synthesis_model_through_another_vocoder(
+    hifigan_run, data_dir, tmp_path, monkeypatch
+):
+    vocoder_ckpt = best_checkpoint(hifigan_run[0])
+    griffin_lim = tts_checkpoint(data_dir, tmp_path, [])
+    spoken = []
+    forward = HiFiGANVocoder.forward
+    monkeypatch.setattr(
+        HiFiGANVocoder, "forward", lambda self, mel: spoken.append(mel.shape) or forward(self, mel)
+    )
+    overrides = [
+        f"ckpt_path={griffin_lim}",
+        f"vocoder={vocoder_ckpt}",
+        "trainer.accelerator=cpu",
+        "+trainer.limit_test_batches=1",
+    ]
+    with composed("evaluate", overrides, tmp_path / "eval") as cfg:
+        metrics = evaluate(cfg)
+    assert spoken, "the test synthesized through the given HiFi-GAN, not Griffin-Lim"
+    assert metrics["test/mcd"] > 0 and (tmp_path / "eval" / "metrics.json").is_file()
+    overrides[0] = f"ckpt_path={vocoder_ckpt}"  # a vocoder has no vocoder to swap
+    with (
+        composed("evaluate", overrides, tmp_path / "eval2") as cfg,
+        pytest.raises(ValueError, match="no vocoder to replace"),
+    ):
+        evaluate(cfg)
 
 
 def test_vocoder_refuses_another_log_mel(hifigan_run, tmp_path):

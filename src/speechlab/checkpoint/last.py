@@ -74,7 +74,8 @@ class LastCheckpoint(Checkpoint):
             )
             return
         partial = self.dirpath / f".{LAST_NAME}.partial"
-        trainer.save_checkpoint(partial)
+        # the full state (optimizer, loops): resume needs it; saying so keeps Lightning quiet
+        trainer.save_checkpoint(partial, weights_only=False)
         if trainer.is_global_zero:
             os.replace(partial, self.path)
         trainer.strategy.barrier("last_checkpoint")

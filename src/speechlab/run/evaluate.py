@@ -13,6 +13,7 @@ from speechlab.data.datamodule import build_datamodule
 from speechlab.run import resolvers  # noqa: F401  (config resolvers: paths use ${launch_dir:})
 from speechlab.run.callbacks import SkippedAudioReport
 from speechlab.run.reports import plain_metrics, print_metrics, write_metrics, write_predictions
+from speechlab.tasks.vocoder import restore_with_vocoder
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
     for key in ("labels", "tokenizer", "source_tokenizer"):
         if key in recipe["task_inputs"]:
             data_cfg[key] = recipe["task_inputs"][key]
-    task = restore_task(checkpoint)
+    if cfg.get("vocoder"):  # a synthesis model heard through another vocoder
+        task = restore_with_vocoder(checkpoint, cfg.vocoder)
+    else:
+        task = restore_task(checkpoint)
     if cfg.get("decoding"):
         if not hasattr(task, "set_decoding"):
             raise ValueError(f"decoding options do not apply to a {type(task).__name__}")

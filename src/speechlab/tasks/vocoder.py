@@ -21,7 +21,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.text import CharErrorRate
 
 from speechlab.audio.features import lengths_to_mask
-from speechlab.checkpoint.recipe import RECIPE_KEY, load_checkpoint, restore_task
+from speechlab.checkpoint.recipe import RECIPE_KEY, build_task, load_checkpoint, restore_task
 from speechlab.data.collate import Batch
 from speechlab.nn.vocoders.hifigan import (
     HiFiGANGenerator,
@@ -411,3 +411,29 @@ def load_vocoder(ckpt: str | Path, frontend: nn.Module) -> HiFiGANVocoder:
     }
     generator.load_state_dict(state)
     return HiFiGANVocoder(generator, frontend.sample_rate, frontend.hop_length).eval()
+
+
+def restore_with_vocoder(checkpoint: dict, vocoder_ckpt: str | Path) -> SpeechTask:
+    """The synthesis task of ``checkpoint`` speaking through the HiFi-GAN generator of
+    ``vocoder_ckpt`` instead of the vocoder it was trained with (whose file, if it had one, need
+    not exist any more).
+
+    Raises:
+        FileNotFoundError: no file at ``vocoder_ckpt``.
+        ValueError: not a vocoder checkpoint, or one trained on another log-mel.
+    """
+    recipe = checkpoint[RECIPE_KEY]
+    model_cfg = dict(recipe["model"])
+    if "vocoder" not in model_cfg:
+        raise ValueError("this checkpoint has no vocoder to replace; pass a model=tacotron2 one")
+    del model_cfg["vocoder"]  # built with the default (Griffin-Lim), then replaced
+    task = build_task(model_cfg, recipe["task_inputs"])
+    state = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("vocoder.")}
+    missing, unexpected = task.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("vocoder.")]
+    if missing or unexpected:
+        raise ValueError(
+            f"the checkpoint does not fit its own recipe: missing {missing}, unexpected {unexpected}"
+        )
+    task.vocoder = load_vocoder(vocoder_ckpt, task.frontend).requires_grad_(False)
+    return task.eval()
