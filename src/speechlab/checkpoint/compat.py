@@ -54,6 +54,8 @@ MOVED_MODULES: dict[str, str] = {
 ADDED_OPTIONS: dict[str, dict[str, Any]] = {
     # the auxiliary CTC loss of the transducer (2026-12-04); before it, none
     "speechlab.tasks.rnnt.RNNTTask": {"ctc_weight": 0.0},
+    # padded frames zeroed after every layer, not only after pooling (2026-12-04)
+    "speechlab.nn.kws_cnn.KeywordCNN": {"mask_every_layer": False},
 }
 
 

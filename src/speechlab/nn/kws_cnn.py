@@ -23,6 +23,10 @@ class KeywordCNN(nn.Module):
         channels: output channels of each conv block.
         dropout: dropout on the pooled embedding.
         convs_per_block: conv layers in each block, before its pooling.
+        mask_every_layer: zero the padded frames after every ReLU as well as after every pooling.
+            Without it (checkpoints written before 2026-12-04) a pooling window over the last
+            valid frame and a padded one lets an odd-length utterance's embedding depend on its
+            batch's padding.
 
     Raises:
         ValueError: no blocks, fewer than one conv per block, or ``n_mels`` too small to halve
@@ -35,6 +39,7 @@ class KeywordCNN(nn.Module):
         channels: Sequence[int] = (32, 64, 128),
         dropout: float = 0.1,
         convs_per_block: int = 1,
+        mask_every_layer: bool = True,
     ):
         super().__init__()
         if not channels:
@@ -56,6 +61,7 @@ class KeywordCNN(nn.Module):
                 previous = width
             blocks.append(nn.Sequential(*layers, nn.MaxPool2d(2, ceil_mode=True)))
         self.blocks = nn.ModuleList(blocks)
+        self.mask_every_layer = mask_every_layer
         self.dropout = nn.Dropout(dropout)
         self.output_dim = previous
 
@@ -72,7 +78,9 @@ class KeywordCNN(nn.Module):
                     )
                     mask = lengths_to_mask(reduced, hidden.shape[-1])
                     mask = mask.view(hidden.shape[0], 1, 1, -1)
-                if isinstance(layer, (nn.ReLU, nn.MaxPool2d)):
+                if isinstance(layer, nn.MaxPool2d) or (
+                    self.mask_every_layer and isinstance(layer, nn.ReLU)
+                ):
                     hidden = hidden * mask  # padded frames stay zero for the next conv
         pooled = hidden.sum(dim=(2, 3)) / (reduced.view(-1, 1) * hidden.shape[2])
         return self.dropout(pooled)
