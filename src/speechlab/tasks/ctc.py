@@ -6,11 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from speechlab.data.collate import Batch
 from speechlab.decoding.build import TextDecoder, build_ctc_decoder
+from speechlab.nn.ctc_loss import ctc_loss
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory
 from speechlab.tasks.recognition import Outputs, RecognitionTask, ctc_length_problem
 from speechlab.tasks.step_guard import NonFiniteStepGuard
@@ -89,14 +89,7 @@ class CTCTask(RecognitionTask):
     # -- steps --------------------------------------------------------------------------------
     def _loss(self, batch: Batch) -> tuple[torch.Tensor, Outputs]:
         log_probs, lengths = self(batch.features, batch.feature_lengths)
-        with torch.autocast(device_type=log_probs.device.type, enabled=False):
-            loss = F.ctc_loss(
-                log_probs.transpose(0, 1),
-                batch.targets,
-                lengths,
-                batch.target_lengths,
-                blank=0,
-                reduction="mean",
-                zero_infinity=True,
-            )
+        loss = ctc_loss(
+            log_probs, lengths, batch.targets, batch.target_lengths, blank=0, reduction="mean"
+        )
         return loss, (log_probs, lengths)

@@ -17,12 +17,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
 from speechlab.data.collate import Batch
 from speechlab.decoding.build import AttentionDecoder, build_attention_decoder
+from speechlab.nn.ctc_loss import ctc_loss
 from speechlab.nn.las import CTCHead, SpellerFactory, build_speller
 from speechlab.nn.speller import append_eos, label_smoothed_nll
 from speechlab.tasks.artifacts import log_figure, log_table
@@ -290,18 +290,16 @@ class LASTask(SpeechTask):
         if outputs["ctc_log_probs"] is not None:
             log_probs = outputs["ctc_log_probs"]
             ctc_targets, ctc_target_lengths = self._ctc_targets(batch)
-            with torch.autocast(device_type=log_probs.device.type, enabled=False):
-                ctc_loss = F.ctc_loss(
-                    log_probs.transpose(0, 1),
-                    ctc_targets,
-                    outputs["ctc_lengths"],
-                    ctc_target_lengths,
-                    blank=0,
-                    reduction="mean",
-                    zero_infinity=True,
-                )
-            losses["ctc_loss"] = ctc_loss
-            loss = (1.0 - self.ctc_weight) * attention_loss + self.ctc_weight * ctc_loss
+            auxiliary = ctc_loss(
+                log_probs,
+                outputs["ctc_lengths"],
+                ctc_targets,
+                ctc_target_lengths,
+                blank=0,
+                reduction="mean",
+            )
+            losses["ctc_loss"] = auxiliary
+            loss = (1.0 - self.ctc_weight) * attention_loss + self.ctc_weight * auxiliary
         losses["loss"] = loss
         return losses
 

@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from speechlab.data.collate import Batch
 from speechlab.decoding.build import TransducerDecoder, build_transducer_decoder
+from speechlab.nn.ctc_loss import ctc_loss
 from speechlab.nn.las import CTCHead
 from speechlab.nn.transducer import Joiner, PredictionNetwork, transducer_loss
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory
@@ -183,15 +183,13 @@ class RNNTTask(RecognitionTask):
         )
         if self.ctc_head is not None:
             log_probs, ctc_lengths = self.ctc_head(encoded, lengths)
-            with torch.autocast(device_type=log_probs.device.type, enabled=False):
-                ctc_loss = F.ctc_loss(
-                    log_probs.transpose(0, 1),
-                    batch.targets,
-                    ctc_lengths,
-                    batch.target_lengths,
-                    blank=self.blank,
-                    reduction="none",
-                    zero_infinity=True,
-                ).mean()  # per utterance, summed over its tokens: the transducer loss's scale
-            loss = (1.0 - self.ctc_weight) * loss + self.ctc_weight * ctc_loss
+            auxiliary = ctc_loss(
+                log_probs,
+                ctc_lengths,
+                batch.targets,
+                batch.target_lengths,
+                blank=self.blank,
+                reduction="utterance",  # summed over its tokens: the transducer loss's scale
+            )
+            loss = (1.0 - self.ctc_weight) * loss + self.ctc_weight * auxiliary
         return loss, (encoded, lengths)
