@@ -80,7 +80,8 @@ def tts_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 def test_training_logs_losses_mcd_audio_mels_and_alignments(tts_run):
     run_dir, metrics = tts_run
     assert {"val/mel_l1", "val/mcd", "val/diagonal", "test/mel_l1", "test/mcd"} <= set(metrics)
-    assert metrics["val/mcd"] > 0 and metrics["val/mel_l1"] > 0
+    assert metrics["val/mcd"] > 0 and metrics["val/mel_l1"] > 0 and metrics["val/mel_mcd"] > 0
+    assert metrics["val/mcd"] != metrics["val/mel_mcd"]  # the speech's, not the mel's alone
     assert "val/cer" not in metrics  # no judge configured: skipped, not faked
     for k in range(2):
         for epoch in range(2):

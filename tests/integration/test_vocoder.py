@@ -129,12 +129,20 @@ def test_evaluate_hears_a_synthesis_model_through_another_vocoder(
         f"ckpt_path={griffin_lim}",
         f"vocoder={vocoder_ckpt}",
         "trainer.accelerator=cpu",
-        "+trainer.limit_test_batches=1",
+        "+trainer.limit_test_batches=2",
+        "+data.batch_seconds=2",  # two batches: the second's mels follow the first's vocoder
     ]
     with composed("evaluate", overrides, tmp_path / "eval") as cfg:
         metrics = evaluate(cfg)
     assert spoken, "the test synthesized through the given HiFi-GAN, not Griffin-Lim"
     assert metrics["test/mcd"] > 0 and (tmp_path / "eval" / "metrics.json").is_file()
+    # the same seed, heard through Griffin-Lim: the same mels (its random phases are drawn on a
+    # forked generator), different speech
+    with composed("evaluate", overrides[:1] + overrides[2:], tmp_path / "gl") as cfg:
+        griffin_lim_metrics = evaluate(cfg)
+    assert len(spoken) == 2
+    assert griffin_lim_metrics["test/mel_mcd"] == metrics["test/mel_mcd"]
+    assert griffin_lim_metrics["test/mcd"] != metrics["test/mcd"]
     overrides[0] = f"ckpt_path={vocoder_ckpt}"  # a vocoder has no vocoder to swap
     with (
         composed("evaluate", overrides, tmp_path / "eval2") as cfg,

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import hydra
+import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from speechlab.checkpoint.recipe import RECIPE_KEY, load_checkpoint, restore_task
@@ -38,6 +39,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     datamodule = build_datamodule(data_cfg, task.target_field, getattr(task, "source_field", None))
 
     trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[SkippedAudioReport()])
+    if cfg.get("seed") is not None:  # dropout at inference (Tacotron 2's prenet) draws from it
+        L.seed_everything(cfg.seed, workers=True)  # here: building the task drew from it too
     trainer.test(task, datamodule=datamodule)
     metrics = plain_metrics(trainer.callback_metrics)
     output_dir = Path(cfg.paths.output_dir)

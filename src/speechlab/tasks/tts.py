@@ -37,8 +37,10 @@ class TTSTask(SpeechTask):
     cross-entropy of the stop token (1 from the step holding the last frame on), and the guided
     attention loss. Validation and test also synthesize each utterance from its text alone
     (free-running, at most twice the steps of the recording) and measure the mel-cepstral
-    distortion against the recording (DTW-aligned) and, with ``judge_ckpt``, the CER of a
-    speechlab recognizer on the synthesized audio. The first ``num_logged_samples`` validation
+    distortion (dB, DTW-aligned) against the recording's log-mel: ``mcd`` of the synthesized
+    speech (the vocoder's waveform analysed again by the frontend), ``mel_mcd`` of the predicted
+    log-mel before the vocoder; and, with ``judge_ckpt``, the CER of a speechlab recognizer on
+    the synthesized audio. The first ``num_logged_samples`` validation
     utterances (a fixed set: validation is not shuffled) go to the loggers every epoch as audio,
     predicted-vs-target mel images and attention images.
 
@@ -105,7 +107,9 @@ class TTSTask(SpeechTask):
         self.num_logged_samples = num_logged_samples
         self.num_synthesized = num_synthesized
         self.cer = nn.ModuleDict({split: CharErrorRate() for split in ("val", "test")})
+        # MCD of the speech (its waveform analysed again) and of the predicted mel alone
         self.mcd = nn.ModuleDict({split: MeanMetric() for split in ("val", "test")})
+        self.mel_mcd = nn.ModuleDict({split: MeanMetric() for split in ("val", "test")})
         self._judge: IntelligibilityJudge | None = None
         self._judge_noted = False
         self._texts: dict[str, str] = {}
@@ -153,9 +157,24 @@ class TTSTask(SpeechTask):
 
     def _waveforms(self, output: Tacotron2Output) -> list[torch.Tensor]:
         log_mel = self.frontend.denormalize(output.mel_postnet)
-        audio = self.vocoder(log_mel)
+        # Griffin-Lim draws its initial phases: on a forked generator, so that the mels of the
+        # next utterances (the prenet's dropout draws) do not depend on which vocoder spoke
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            audio = self.vocoder(log_mel)
         hop = self.vocoder.hop_length
         return [audio[i, : int(n) * hop].cpu() for i, n in enumerate(output.lengths)]
+
+    def _heard_log_mels(self, waveforms: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Natural log-mel ``(n_mels, F_i)`` of each synthesized waveform ``(T_i,)``, as the
+        frontend analyses a recording: what the vocoder made of the predicted mel."""
+        lengths = torch.tensor([max(1, len(w)) for w in waveforms], device=self.device)
+        audio = torch.zeros(len(waveforms), int(lengths.max()), device=self.device)
+        for i, waveform in enumerate(waveforms):
+            audio[i, : len(waveform)] = waveform.to(self.device)
+        features, frames = self.frontend(audio, lengths)
+        log_mel = self.frontend.denormalize(features)
+        return [log_mel[i, :, : max(1, int(n))] for i, n in enumerate(frames)]
 
     # -- training -------------------------------------------------------------------------
     def _losses(self, batch: Batch) -> tuple[dict[str, torch.Tensor], Tacotron2Output]:
@@ -252,12 +271,14 @@ class TTSTask(SpeechTask):
         waveforms = self._waveforms(output)
         predicted = self.frontend.denormalize(output.mel_postnet)
         target = self.frontend.denormalize(batch.features)
+        heard = self._heard_log_mels(waveforms)
         for i in range(size):
             n = max(1, int(output.lengths[i]))
-            self.mcd[split].update(
-                mel_cepstral_distortion(predicted[i, :, :n], target[i, :, : int(frames[i])])
-            )
+            reference = target[i, :, : int(frames[i])]
+            self.mel_mcd[split].update(mel_cepstral_distortion(predicted[i, :, :n], reference))
+            self.mcd[split].update(mel_cepstral_distortion(heard[i], reference))
         self.log(f"{split}/mcd", self.mcd[split], batch_size=size)
+        self.log(f"{split}/mel_mcd", self.mel_mcd[split], batch_size=size)
         references = [
             self._texts.get(uid) or self.tokenizer.decode(t[:n].tolist())
             for uid, t, n in zip(batch.ids, batch.targets, batch.target_lengths, strict=True)
