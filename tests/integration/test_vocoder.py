@@ -16,7 +16,7 @@ from speechlab.data.datamodule import build_datamodule
 from speechlab.nn.vocoders.hifigan import HiFiGANVocoder
 from speechlab.run.evaluate import run as evaluate
 from speechlab.run.train import run as train
-from speechlab.tasks.vocoder import load_vocoder
+from speechlab.tasks.vocoder import HiFiGANTask, load_vocoder
 from tests.conftest import composed
 from tests.integration.test_ctc import best_checkpoint
 from tests.integration.test_tts import TINY_TTS
@@ -159,8 +159,17 @@ def test_vocoder_refuses_another_log_mel(hifigan_run, tmp_path):
         load_vocoder(vocoder_ckpt, instantiate({**recipe_frontend, "n_mels": 64}))
 
 
-def test_fine_tuning_reads_the_acoustic_models_teacher_forced_mels(data_dir, tmp_path, caplog):
+def test_fine_tuning_reads_the_acoustic_models_teacher_forced_mels(
+    data_dir, tmp_path, caplog, monkeypatch
+):
     acoustic = tts_checkpoint(data_dir, tmp_path, [])
+    read = []  # True: a training step read the acoustic model's mels; False: validation did
+    original = HiFiGANTask._input_mels
+    monkeypatch.setattr(
+        HiFiGANTask,
+        "_input_mels",
+        lambda self, batch: read.append(self.training) or original(self, batch),
+    )
     run_dir = tmp_path / "fine_tune"
     overrides = [
         *TINY_HIFIGAN,
@@ -173,3 +182,4 @@ def test_fine_tuning_reads_the_acoustic_models_teacher_forced_mels(data_dir, tmp
         metrics = train(cfg)
     assert metrics["val/mel_l1"] > 0
     assert f"fine-tuning on the teacher-forced mels of {acoustic}" in caplog.text
+    assert True in read and False in read  # checkpoints chosen by what the vocoder will hear

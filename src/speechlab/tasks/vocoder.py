@@ -79,9 +79,11 @@ class HiFiGANTask(SpeechTask):
     2020; 0 = the paper's schedule).
 
     Validation and test resynthesize every held-out utterance (``num_synthesized`` in
-    validation) from its true log-mel and log ``mel_l1`` (natural log-mel units, valid frames),
-    ``mcd`` (dB, DTW) and, with ``judge_ckpt``, ``cer`` of a recognizer hearing the
-    resynthesis; the first ``num_logged_samples`` go to the loggers as audio and mel images.
+    validation) from the log-mel the generator learns to invert (the recording's, or with
+    ``acoustic_ckpt`` the acoustic model's teacher-forced prediction, so that checkpoints are
+    chosen by what the fine-tuned vocoder will hear) and log, against the recording's log-mel,
+    ``mel_l1`` (natural log-mel units, valid frames), ``mcd`` (dB, DTW) and, with
+    ``judge_ckpt``, ``cer`` of a recognizer hearing the resynthesis; the first ``num_logged_samples`` go to the loggers as audio and mel images.
 
     Args:
         frontend: :class:`speechlab.audio.features.LogMelFrontend` (global or no normalisation).
@@ -304,11 +306,12 @@ class HiFiGANTask(SpeechTask):
 
     @torch.no_grad()
     def resynthesize(self, batch: Batch) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-        """Whole utterances of ``batch`` from their true log-mel: waveforms ``(F_i * hop,)`` on
-        the CPU, the target log-mel ``(B, n_mels, F)`` and the resynthesis's log-mel (natural
-        log, frames beyond ``feature_lengths`` meaningless)."""
+        """Whole utterances of ``batch`` from the log-mel the generator learns to invert
+        (:meth:`_input_mels`): waveforms ``(F_i * hop,)`` on the CPU, the recording's log-mel
+        ``(B, n_mels, F)`` and the resynthesis's log-mel (natural log, frames beyond
+        ``feature_lengths`` meaningless)."""
         target = self.frontend.denormalize(batch.features)
-        audio = self.vocoder(target)
+        audio = self.vocoder(self._input_mels(batch))
         hop = self.frontend.hop_length
         frames = batch.feature_lengths
         waveforms = [audio[i, : int(n) * hop].cpu() for i, n in enumerate(frames)]
