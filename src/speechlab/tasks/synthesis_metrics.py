@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import torch
 import torchaudio
 
 from speechlab.audio.io import resample
+
+log = logging.getLogger(__name__)
 
 # 10 / ln(10) * sqrt(2): the usual MCD constant, in dB.
 _MCD_SCALE = 10.0 / math.log(10.0) * math.sqrt(2.0)
@@ -101,3 +104,28 @@ class IntelligibilityJudge:
     def to(self, device: torch.device | str) -> IntelligibilityJudge:
         self.task.to(device)
         return self
+
+
+def judge_on(
+    judge: IntelligibilityJudge | None, checkpoint: str | None, device: torch.device
+) -> IntelligibilityJudge | None:
+    """``judge``, loaded from ``checkpoint`` on first use, on ``device``; ``None`` without a
+    checkpoint (the CER is then not measured).
+
+    Raises:
+        FileNotFoundError, ValueError: as :class:`IntelligibilityJudge`.
+    """
+    if checkpoint and judge is None:
+        judge = IntelligibilityJudge(checkpoint)
+        log.info("intelligibility judge: %s", checkpoint)
+    return judge.to(device) if judge is not None else None
+
+
+def reference_texts(trainer: object) -> dict[str, str]:
+    """The text of every utterance of the trainer's datamodule, by utterance id: the
+    references the judge's transcripts are scored against."""
+    datamodule = getattr(trainer, "datamodule", None)
+    texts: dict[str, str] = {}
+    for dataset in getattr(datamodule, "datasets", {}).values():
+        texts.update({u.id: u.text for u in dataset.utterances if u.text})
+    return texts

@@ -21,7 +21,12 @@ from speechlab.tasks.artifacts import log_figure, log_synthesized_sample
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
 from speechlab.tasks.figures import alignment_figure
 from speechlab.tasks.step_guard import NonFiniteStepGuard
-from speechlab.tasks.synthesis_metrics import IntelligibilityJudge, mel_cepstral_distortion
+from speechlab.tasks.synthesis_metrics import (
+    IntelligibilityJudge,
+    judge_on,
+    mel_cepstral_distortion,
+    reference_texts,
+)
 from speechlab.text.tokenizers import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -226,25 +231,12 @@ class TTSTask(SpeechTask):
         return losses["loss"]
 
     # -- evaluation -----------------------------------------------------------------------
-    def _load_judge(self) -> None:
-        if self.judge_ckpt and self._judge is None:
-            self._judge = IntelligibilityJudge(self.judge_ckpt)
-            log.info("intelligibility judge: %s", self.judge_ckpt)
-        elif not self.judge_ckpt and not self._judge_noted:
+    def on_validation_start(self) -> None:
+        self._judge = judge_on(self._judge, self.judge_ckpt, self.device)
+        if not self.judge_ckpt and not self._judge_noted:
             log.info("model.judge_ckpt is null: the CER of synthesized speech is not measured")
             self._judge_noted = True
-        if self._judge is not None:
-            self._judge.to(self.device)
-
-    def _collect_texts(self) -> None:
-        """Reference texts by utterance id, from the datamodule (for the judge's CER)."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        for dataset in getattr(datamodule, "datasets", {}).values():
-            self._texts.update({u.id: u.text for u in dataset.utterances if u.text})
-
-    def on_validation_start(self) -> None:
-        self._load_judge()
-        self._collect_texts()
+        self._texts.update(reference_texts(self.trainer))
 
     def on_test_start(self) -> None:
         self.on_validation_start()

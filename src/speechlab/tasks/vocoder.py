@@ -32,7 +32,12 @@ from speechlab.nn.vocoders.hifigan import (
 )
 from speechlab.tasks.artifacts import log_synthesized_sample
 from speechlab.tasks.base import OptimizerFactory, SpeechTask
-from speechlab.tasks.synthesis_metrics import IntelligibilityJudge, mel_cepstral_distortion
+from speechlab.tasks.synthesis_metrics import (
+    IntelligibilityJudge,
+    judge_on,
+    mel_cepstral_distortion,
+    reference_texts,
+)
 from speechlab.text.tokenizers import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -292,14 +297,8 @@ class HiFiGANTask(SpeechTask):
 
     # -- evaluation -----------------------------------------------------------------------
     def on_validation_start(self) -> None:
-        if self.judge_ckpt and self._judge is None:
-            self._judge = IntelligibilityJudge(self.judge_ckpt)
-            log.info("intelligibility judge: %s", self.judge_ckpt)
-        if self._judge is not None:
-            self._judge.to(self.device)
-        datamodule = getattr(self.trainer, "datamodule", None)
-        for dataset in getattr(datamodule, "datasets", {}).values():
-            self._texts.update({u.id: u.text for u in dataset.utterances if u.text})
+        self._judge = judge_on(self._judge, self.judge_ckpt, self.device)
+        self._texts.update(reference_texts(self.trainer))
 
     def on_test_start(self) -> None:
         self.on_validation_start()
