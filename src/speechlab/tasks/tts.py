@@ -160,24 +160,33 @@ class TTSTask(SpeechTask):
     def sample_rate(self) -> int:
         return int(self.vocoder.sample_rate)
 
-    def _waveforms(self, output: Tacotron2Output) -> list[torch.Tensor]:
+    def _speak(self, output: Tacotron2Output) -> tuple[torch.Tensor, torch.Tensor]:
+        """The vocoder's audio ``(B, T)`` of the predicted log-mel, on the device, and each
+        utterance's length ``(B,)`` in samples (its frames times the hop)."""
         log_mel = self.frontend.denormalize(output.mel_postnet)
         # Griffin-Lim draws its initial phases: on a forked generator, so that the mels of the
         # next utterances (the prenet's dropout draws) do not depend on which vocoder spoke
         cuda = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
             audio = self.vocoder(log_mel)
-        hop = self.vocoder.hop_length
-        return [audio[i, : int(n) * hop].cpu() for i, n in enumerate(output.lengths)]
+        samples = (output.lengths * self.vocoder.hop_length).clamp(max=audio.shape[1])
+        return audio, samples
 
-    def _heard_log_mels(self, waveforms: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Natural log-mel ``(n_mels, F_i)`` of each synthesized waveform ``(T_i,)``, as the
-        frontend analyses a recording: what the vocoder made of the predicted mel."""
-        lengths = torch.tensor([max(1, len(w)) for w in waveforms], device=self.device)
-        audio = torch.zeros(len(waveforms), int(lengths.max()), device=self.device)
-        for i, waveform in enumerate(waveforms):
-            audio[i, : len(waveform)] = waveform.to(self.device)
-        features, frames = self.frontend(audio, lengths)
+    @staticmethod
+    def _cut(audio: torch.Tensor, samples: torch.Tensor) -> list[torch.Tensor]:
+        """Waveforms ``(T_i,)`` on the CPU, each cut to its length."""
+        return [audio[i, : int(n)].cpu() for i, n in enumerate(samples)]
+
+    def _waveforms(self, output: Tacotron2Output) -> list[torch.Tensor]:
+        return self._cut(*self._speak(output))
+
+    def _heard_log_mels(self, audio: torch.Tensor, samples: torch.Tensor) -> list[torch.Tensor]:
+        """Natural log-mel ``(n_mels, F_i)`` of each synthesized utterance (``audio`` ``(B, T)``
+        cut to ``samples``), as the frontend analyses a recording: what the vocoder made of the
+        predicted mel."""
+        total = max(1, int(samples.max()))
+        audio = audio[:, :total] * lengths_to_mask(samples, total)  # silence past each end
+        features, frames = self.frontend(audio, samples.clamp(min=1))
         log_mel = self.frontend.denormalize(features)
         return [log_mel[i, :, : max(1, int(n))] for i, n in enumerate(frames)]
 
@@ -260,10 +269,11 @@ class TTSTask(SpeechTask):
         frames = batch.feature_lengths
         max_steps = int(math.ceil(int(frames.max()) / r) * 2 + 10)
         output = self.model.infer(batch.targets, batch.target_lengths, max_steps)
-        waveforms = self._waveforms(output)
+        audio, samples = self._speak(output)
+        waveforms = self._cut(audio, samples)
         predicted = self.frontend.denormalize(output.mel_postnet)
         target = self.frontend.denormalize(batch.features)
-        heard = self._heard_log_mels(waveforms)
+        heard = self._heard_log_mels(audio, samples)
         for i in range(size):
             n = max(1, int(output.lengths[i]))
             reference = target[i, :, : int(frames[i])]

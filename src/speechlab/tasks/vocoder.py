@@ -88,7 +88,8 @@ class HiFiGANTask(SpeechTask):
     ``acoustic_ckpt`` the acoustic model's teacher-forced prediction, so that checkpoints are
     chosen by what the fine-tuned vocoder will hear) and log, against the recording's log-mel,
     ``mel_l1`` (natural log-mel units, valid frames), ``mcd`` (dB, DTW) and, with
-    ``judge_ckpt``, ``cer`` of a recognizer hearing the resynthesis; the first ``num_logged_samples`` go to the loggers as audio and mel images.
+    ``judge_ckpt``, ``cer`` of a recognizer hearing the resynthesis; the first
+    ``num_logged_samples`` go to the loggers as audio and mel images.
 
     Args:
         frontend: :class:`speechlab.audio.features.LogMelFrontend` (global or no normalisation).
