@@ -200,6 +200,27 @@ def test_keyword_cnn_embedding_ignores_padding(convs_per_block: int, frames: int
     assert torch.allclose(short, long, atol=1e-5)
 
 
+def test_keyword_cnn_channels_last_changes_the_layout_not_the_outputs():
+    """The NHWC activations give the NCHW network's embeddings and gradients, same weights."""
+    features, lengths = torch.randn(3, 40, 61), torch.tensor([61, 45, 30])
+    results = []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        net = KeywordCNN(
+            n_mels=40, channels=(8, 16), convs_per_block=2, dropout=0.0, channels_last=channels_last
+        )
+        seen: list[torch.Tensor] = []
+        net.blocks[1][0].register_forward_pre_hook(
+            lambda _m, inputs, seen=seen: seen.append(inputs[0])
+        )
+        embedding = net(features, lengths)
+        embedding.square().sum().backward()
+        assert seen[0].is_contiguous(memory_format=torch.channels_last) == channels_last
+        results.append((embedding.detach(), net.blocks[0][0].weight.grad))
+    assert torch.allclose(results[0][0], results[1][0], atol=1e-5)
+    assert torch.allclose(results[0][1], results[1][1], rtol=1e-3, atol=1e-3)  # float32 sums
+
+
 def test_keyword_cnn_rejects_blocks_without_convs():
     with pytest.raises(ValueError, match="convs_per_block=0"):
         KeywordCNN(n_mels=40, channels=(8,), convs_per_block=0)
