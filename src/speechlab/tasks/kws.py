@@ -21,6 +21,15 @@ class KeywordSpottingTask(SpeechTask):
 
     Logs loss and top-1 accuracy per split; at test it also logs a confusion-matrix image and
     keeps ``(id, reference, hypothesis)`` rows in :attr:`predictions`.
+
+    ``mixup_alpha > 0`` trains on mixup (Zhang et al. 2018, "mixup: Beyond Empirical Risk
+    Minimization"): each training batch's features are mixed with a shuffled copy of the batch,
+    ``lam * x + (1 - lam) * x[perm]`` with ``lam ~ Beta(alpha, alpha)`` (one draw per batch,
+    folded to ``lam >= 0.5``), and the loss mixes the two targets' cross-entropies the same way.
+    Training accuracy is counted against the dominant (``lam``) target.
+
+    Raises:
+        ValueError: fewer than two labels, or a negative ``mixup_alpha``.
     """
 
     target_field = "label"
@@ -40,6 +49,7 @@ class KeywordSpottingTask(SpeechTask):
         step_guard: NonFiniteStepGuard | None = None,
         waveform_augment: nn.Module | None = None,
         compile: Mapping[str, Any] | None = None,
+        mixup_alpha: float = 0.0,
     ) -> None:
         super().__init__(
             frontend,
@@ -58,6 +68,12 @@ class KeywordSpottingTask(SpeechTask):
         self.encoder = encoder
         self.head = nn.Linear(encoder.output_dim, len(self.labels))
         self.label_smoothing = label_smoothing
+        if mixup_alpha < 0:
+            raise ValueError(
+                f"mixup_alpha={mixup_alpha}: expected 0 (mixup off) or a positive Beta alpha; "
+                "set model.mixup_alpha=0 or e.g. 0.2"
+            )
+        self.mixup_alpha = mixup_alpha
         classes = len(self.labels)
         self.accuracy = nn.ModuleDict(
             {
@@ -72,12 +88,29 @@ class KeywordSpottingTask(SpeechTask):
         """Features ``(B, n_mels, F)`` -> logits ``(B, num_labels)``."""
         return self.head(self.encoder(features, lengths))
 
+    def _mixup(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+        """``(features, lengths, shuffled targets, lam)`` of a mixup batch (global torch RNG, so
+        exact across resume)."""
+        beta = torch.distributions.Beta(self.mixup_alpha, self.mixup_alpha)
+        lam = float(beta.sample())
+        lam = max(lam, 1.0 - lam)
+        order = torch.randperm(len(batch)).to(batch.features.device)
+        features = lam * batch.features + (1.0 - lam) * batch.features[order]
+        lengths = torch.maximum(batch.feature_lengths, batch.feature_lengths[order])
+        return features, lengths, batch.targets[order], lam
+
     def _step(self, batch: Batch, split: str) -> tuple[torch.Tensor, torch.Tensor] | None:
         if len(batch) == 0:
             return None
-        logits = self(batch.features, batch.feature_lengths)
         smoothing = self.label_smoothing if split == "train" else 0.0
-        loss = F.cross_entropy(logits, batch.targets, label_smoothing=smoothing)
+        if split == "train" and self.mixup_alpha > 0:
+            features, lengths, others, lam = self._mixup(batch)
+            logits = self(features, lengths)
+            loss = lam * F.cross_entropy(logits, batch.targets, label_smoothing=smoothing)
+            loss = loss + (1.0 - lam) * F.cross_entropy(logits, others, label_smoothing=smoothing)
+        else:
+            logits = self(batch.features, batch.feature_lengths)
+            loss = F.cross_entropy(logits, batch.targets, label_smoothing=smoothing)
         accuracy = self.accuracy[f"{split}_acc"]
         accuracy(logits, batch.targets)
         size = len(batch)
