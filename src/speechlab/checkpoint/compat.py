@@ -55,7 +55,7 @@ ADDED_OPTIONS: dict[str, dict[str, Any]] = {
     # the auxiliary CTC loss of the transducer (2026-12-04); before it, none
     "speechlab.tasks.rnnt.RNNTTask": {"ctc_weight": 0.0},
     # padded frames zeroed after every layer, not only after pooling (2026-12-04); channels-last
-    # activations (2026-12-05): old checkpoints keep the layout, so the summation order, they had
+    # activations (2026-12-05), off for old checkpoints so their float sums run in the old order
     "speechlab.nn.kws_cnn.KeywordCNN": {"mask_every_layer": False, "channels_last": False},
 }
 
