@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from speechlab.audio.features import lengths_to_mask
+from speechlab.nn.bc_resnet import BCResNet
 from speechlab.nn.encoders import (
     ConformerEncoder,
     ConvEncoder,
@@ -224,6 +225,108 @@ def test_keyword_cnn_channels_last_changes_the_layout_not_the_outputs():
 def test_keyword_cnn_rejects_blocks_without_convs():
     with pytest.raises(ValueError, match="convs_per_block=0"):
         KeywordCNN(n_mels=40, channels=(8,), convs_per_block=0)
+
+
+def randomized_batch_norms(net: nn.Module) -> nn.Module:
+    """``net`` in eval mode with BatchNorm statistics that move padded frames away from zero."""
+    net = net.eval()
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.bias.uniform_(0.5, 1.0)
+                module.running_mean.uniform_(-1.0, 1.0)
+                module.running_var.uniform_(0.5, 2.0)
+    return net
+
+
+@pytest.mark.parametrize("width", [1, 1.5])
+def test_bc_resnet_shapes_and_output_dim(width: float):
+    torch.manual_seed(0)
+    net = BCResNet(n_mels=40, width=width, dropout=0.0)
+    assert net.output_dim == round(32 * width)
+    features, lengths = torch.randn(4, 40, 61), torch.tensor([61, 40, 17, 1])
+    embedding = net(features, lengths)
+    assert embedding.shape == (4, net.output_dim)
+    assert torch.isfinite(embedding).all()
+    # BC-ResNet-1: 8.8 k weights, 9.2 k with the paper's 12-class classifier (its Table 2)
+    if width == 1:
+        assert sum(p.numel() for p in net.parameters()) + 32 * 12 + 12 == 9232
+
+
+@pytest.mark.parametrize(("n_mels", "sub_bands"), [(40, 5), (80, 5), (20, 1)])
+@pytest.mark.parametrize("frames", [60, 61])
+def test_bc_resnet_embedding_ignores_padding(n_mels: int, sub_bands: int, frames: int):
+    torch.manual_seed(0)
+    net = randomized_batch_norms(BCResNet(n_mels=n_mels, width=1, sub_bands=sub_bands))
+    features = torch.randn(2, n_mels, frames)
+    lengths = torch.tensor([frames, frames - 23])
+    padded = torch.cat([features, torch.randn(2, n_mels, 40)], dim=-1)  # padding need not be 0
+    with torch.no_grad():
+        short = net(features, lengths)
+        long = net(padded, lengths)
+        alone = net(features[1:, :, : frames - 23], lengths[1:])
+    assert short.shape == (2, 32)
+    assert torch.allclose(short, long, atol=1e-5)
+    assert torch.allclose(alone, short[1:], atol=1e-5)
+
+
+def test_bc_resnet_gradients_reach_every_weight():
+    torch.manual_seed(0)
+    net = BCResNet(n_mels=40, width=1)
+    features, lengths = torch.randn(3, 40, 31), torch.tensor([31, 20, 9])
+    net(features, lengths).square().sum().backward()
+    for name, parameter in net.named_parameters():
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
+        assert parameter.grad.abs().sum() > 0, name
+
+
+def test_bc_resnet_channels_last_changes_the_layout_not_the_outputs():
+    """The NHWC activations give the NCHW network's embeddings and gradients, same weights.
+
+    In float64: in float32 the 27 batch normalisations of a training step amplify the two
+    layouts' different summation orders to about 1e-5."""
+    features, lengths = torch.randn(3, 40, 61, dtype=torch.float64), torch.tensor([61, 45, 30])
+    results = []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        net = BCResNet(n_mels=40, width=1, dropout=0.0, channels_last=channels_last).double()
+        seen: list[torch.Tensor] = []
+        for block in (net.blocks[1], net.blocks[-1]):
+            block.register_forward_pre_hook(lambda _m, inputs, seen=seen: seen.append(inputs[0]))
+        embedding = net(features, lengths)
+        embedding.square().sum().backward()
+        for hidden in seen:
+            assert hidden.is_contiguous(memory_format=torch.channels_last) == channels_last
+        results.append((embedding.detach(), net.stem[0].weight.grad))
+    assert torch.allclose(results[0][0], results[1][0], rtol=1e-9, atol=1e-9)
+    assert torch.allclose(results[0][1], results[1][1], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"width": 0}, "width=0"),
+        ({"width": -1.0}, "width=-1.0"),
+        ({"sub_bands": 0}, "sub_bands=0"),
+        ({"n_mels": 4}, "n_mels=4 is too small"),
+        ({"n_mels": 40, "sub_bands": 3}, r"sub_bands=3.*set sub_bands to one of \[1, 5\]"),
+        ({"n_mels": 64, "sub_bands": 5}, "n_mels=64, sub_bands=5"),
+    ],
+)
+def test_bc_resnet_rejects_bad_arguments(kwargs: dict, message: str):
+    with pytest.raises(ValueError, match=message):
+        BCResNet(**kwargs)
+
+
+@pytest.mark.parametrize("option", ["cnn", "bc_resnet"])
+def test_kws_encoder_config_instantiates(option: str):
+    cfg = OmegaConf.load(CONF / "model" / "kws_encoder" / f"{option}.yaml")
+    assert OmegaConf.to_container(cfg)["n_mels"] == "${model.frontend.n_mels}"
+    cfg.n_mels = 40
+    encoder = hydra.utils.instantiate(cfg).eval()
+    with torch.no_grad():
+        embedding = encoder(torch.randn(2, 40, 50), torch.tensor([50, 23]))
+    assert embedding.shape == (2, encoder.output_dim)
 
 
 def test_pyramidal_encoder_lengths_and_padding_invariance() -> None:
