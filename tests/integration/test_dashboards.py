@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from speechlab.run.dashboards import COMPARED_COLUMNS
 from speechlab.run.train import run as train
 from tests.conftest import composed
 from tests.integration.test_las import TINY_LAS
@@ -147,8 +148,21 @@ def test_every_logger_shows_scalars_best_hparams_tags_and_media(logged_run):
     assert len(events.Scalars(f"{namespace}/{best}")) == EPOCHS
     hparams = events.PluginTagToContent("hparams")
     experiment = plugin_data_pb2.HParamsPluginData.FromString(hparams["_hparams_/experiment"])
-    names = {info.name for info in experiment.experiment.hparam_infos}
-    assert {"model/optimizer/lr", "data/batch_seconds", "seed"} <= names
+    start = plugin_data_pb2.HParamsPluginData.FromString(hparams["_hparams_/session_start_info"])
+    # The table: this run's overrides, then what runs are compared by, in TensorBoard's order.
+    infos = experiment.experiment.hparam_infos
+    labels = [info.display_name for info in infos]
+    assert [info.differs for info in infos] == sorted((i.differs for i in infos), reverse=True)
+    overridden = {info.display_name for info in infos if info.differs}
+    assert {"model", "data", "trainer.max_epochs", "trainer.limit_train_batches"} <= overridden
+    compared = [label for label, _ in COMPARED_COLUMNS if label not in overridden]
+    assert labels[len(overridden) :] == compared
+    assert {"network", "model.optimizer.lr", "seed"} <= set(compared)
+    assert set(start.session_start_info.hparams) == {info.name for info in infos}
+    trial = start.session_start_info.group_name  # the run name, never cut
+    assert trial.startswith(tb_run.name.rstrip("~")) and "paths." not in trial
+    (config,) = events.Tensors("config/text_summary")  # the whole config: the Text tab
+    assert b"batch_seconds:" in config.tensor_proto.string_val[0]
     shown = {info.name.tag for info in experiment.experiment.metric_infos}
     assert f"{namespace}/{best}" in shown and shown <= scalars
     for name in media.get("images", []):

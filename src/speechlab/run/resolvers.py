@@ -29,15 +29,21 @@ def launch_dir() -> str:
     return os.getcwd()
 
 
+def hydra_choices_and_overrides() -> tuple[dict[str, Any], list[str]]:
+    """This run's config group choices (``{"model": "ctc_lstm", ...}``) and task overrides (of
+    this job, in a multirun); empty outside Hydra."""
+    if not HydraConfig.initialized():
+        return {}, []
+    hydra_cfg = HydraConfig.get()
+    return dict(hydra_cfg.runtime.choices), list(hydra_cfg.overrides.task)
+
+
 def hydra_run_name() -> str:
     """This run's name for the dashboards (:func:`speechlab.run.dashboards.run_name`): the model
     and corpus chosen, and the overrides of this run (of this job, in a multirun)."""
     from speechlab.run.dashboards import run_name
 
-    if not HydraConfig.initialized():
-        return run_name({}, [])
-    hydra_cfg = HydraConfig.get()
-    return run_name(hydra_cfg.runtime.choices, list(hydra_cfg.overrides.task))
+    return run_name(*hydra_choices_and_overrides())
 
 
 def sweep_name() -> str | None:

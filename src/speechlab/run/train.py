@@ -25,7 +25,7 @@ from speechlab.checkpoint.init_from import INIT_FROM_KEY, apply_init_from
 from speechlab.checkpoint.last import ExactResume
 from speechlab.checkpoint.recipe import RecipeInCheckpoint, build_recipe, build_task
 from speechlab.data.datamodule import build_datamodule
-from speechlab.run import resolvers  # noqa: F401  (config resolvers)
+from speechlab.run import resolvers  # the config resolvers (registered on import)
 from speechlab.run.callbacks import (
     NothingTrainedCheck,
     OptimizedMetricCheck,
@@ -206,7 +206,8 @@ def fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None) -> d
         if k not in ("hydra", "tags")  # tags go to the loggers as tags (conf/logger)
     }
     metric_names = [f"{namespace}/{name}" for name in hparams_metric_names(record.monitor)]
-    log_hyperparameters(loggers, hyperparameters, metric_names)
+    choices, overrides = resolvers.hydra_choices_and_overrides()
+    log_hyperparameters(loggers, hyperparameters, metric_names, choices, overrides)
     if trainer.is_global_zero:
         datamodule.save_target(Path(trainer.default_root_dir))
     init_from = cfg.model.get(INIT_FROM_KEY)
