@@ -1,14 +1,19 @@
 """`speechlab shard data=<corpus> -o <dir>` writes every split of a real corpus as tar shards, and
-`data.shards=<dir>` streams the train split from them, resumable mid-epoch."""
+`data.shards=<dir>` streams the train split from them, resumable mid-epoch, to every DDP rank
+alike whatever the shard sizes."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from speechlab.cli import main
 from speechlab.data.datamodule import build_datamodule
@@ -117,3 +122,49 @@ def test_a_wrong_shard_location_fails_when_the_data_is_set_up(sharded, tmp_path)
         build_datamodule(cfg.data, target_field="label").setup()  # before any model is built
     with composed("train", [*overrides, "data.shards="], tmp / "run") as cfg:
         assert build_datamodule(cfg.data, target_field="label").shards is None  # empty: off
+
+
+@pytest.mark.slow
+def test_shards_of_8_and_1_clips_under_two_process_ddp_train_every_clip(tmp_path) -> None:
+    """Before, each rank ran the smallest rank's batch count: the rank given the 1-clip shard
+    made one batch, so the epoch trained 2 of its batches and the run said "finished"."""
+    root = shared_data("layouts", "speech_commands_v0.02")
+    data = [*SPEECH_COMMANDS, f"data.reader.root={root}", f"paths.data_dir={tmp_path}/data"]
+    shards = tmp_path / "shards"
+    args = ["shard", *data, "-o", str(shards), "--shard-seconds", "8", "--splits", "train"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("builtins.print", lambda *a, **k: None)
+        assert main([*args, "--config-dir", str(REPO / "conf")]) == 0
+    assert [shard.utterances for shard in load_shard_index(shards).shards] == [8, 1]
+    for name in ("train.py", "conf"):
+        (tmp_path / name).symlink_to(REPO / name)
+    run_dir = tmp_path / "run"
+    command = [
+        sys.executable,
+        "train.py",
+        "trainer=ddp_cpu",
+        "model=kws_cnn",
+        *data,
+        f"data.shards={shards}",
+        "data.batch_seconds=2",  # two clips a batch: 4 and 5 clips make 2 and 3 batches
+        "trainer.max_epochs=1",
+        "+trainer.limit_val_batches=0",  # this layout sample has no validation or test clips
+        "test=false",
+        "callbacks.progress_bar=null",
+        f"hydra.run.dir={run_dir}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "finished"
+    # Each rank got 4 or 5 clips; the rank with 2 batches split one to run 3, as the other.
+    assert record["stream_epochs"] == [
+        {"epoch": 0, "batches": 3, "utterances": 9, "dropped_batches": 0, "dropped_utterances": 0}
+    ]
+    assert record["dropped_batches"] == record["dropped_utterances"] == 0
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 3  # steps trained per rank (before: 1)
+    assert "left out" not in result.stdout + result.stderr

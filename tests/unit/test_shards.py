@@ -1,5 +1,6 @@
 """Sharded streaming: shards written with their index, streamed disjointly to 2 ranks x 2
-workers from a local folder and from an HTTP server, reshuffled every epoch, resumed mid-epoch."""
+workers from a local folder and from an HTTP server, reshuffled every epoch, resumed mid-epoch;
+ranks given equal seconds and batch counts whatever the shard sizes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import functools
 import http.server
 import io
 import json
+import logging
 import shutil
 import tarfile
 import threading
@@ -21,8 +23,8 @@ from torch.utils.data import DataLoader
 from speechlab.audio.io import read_audio
 from speechlab.data.collate import Batch, collate_examples
 from speechlab.data.sampler import padding_efficiency
-from speechlab.data.shard_index import ShardIndexError, load_shard_index
-from speechlab.data.shard_stream import ShardStreamDataset, buffer_batches
+from speechlab.data.shard_index import ShardIndex, ShardIndexError, ShardInfo, load_shard_index
+from speechlab.data.shard_stream import ShardStreamDataset, buffer_batches, plan_epoch
 from speechlab.data.shard_writer import write_shards
 from speechlab.data.targets import ClassLabels
 from speechlab.data.utterance import Utterance
@@ -127,7 +129,7 @@ def test_two_ranks_two_workers_see_every_utterance_once_per_epoch(corpus, server
     assert orders[0] != orders[1]  # shards and batches reshuffled
 
 
-def test_uneven_shards_give_every_rank_the_same_batch_count(tmp_path) -> None:
+def test_uneven_shards_stream_every_clip_once_with_the_same_batch_count_per_rank(tmp_path) -> None:
     utterances = _clips(tmp_path / "audio", 29, CLIP)  # 8 shards, the last of 1 clip
     write_shards(utterances, tmp_path / "out", "train", shard_seconds=4 * CLIP)
     datasets = [_dataset(str(tmp_path / "out"), rank) for rank in (0, 1)]
@@ -136,9 +138,91 @@ def test_uneven_shards_give_every_rank_the_same_batch_count(tmp_path) -> None:
     batches = [_epoch(dataset) for dataset in datasets]
     assert [len(b) for b in batches] == [len(plans[0])] * 2
     ids = [i for rank in batches for batch in rank for i in batch.ids]
-    assert len(ids) == len(set(ids))  # never twice
-    dropped = sum(plan.dropped for plan in plans)
-    assert dropped > 0 and 29 - len(ids) <= 2 * dropped  # only what was left out
+    assert sorted(ids) == sorted(u.id for u in utterances)  # all, once, none left out
+    assert [len([i for batch in rank for i in batch.ids]) for rank in batches] in (
+        [14, 15],
+        [15, 14],
+    )
+    assert plans[0].dropped == plans[0].epoch_dropped_batches == 0
+
+
+def _index(*sizes: int, seconds: float = 2.5) -> ShardIndex:
+    """Index metadata alone: shards of ``sizes`` utterances of ``seconds`` each (1.5-3.5 s
+    when ``seconds`` is 0), no audio behind them."""
+    rng = np.random.default_rng(sum(sizes))
+    return ShardIndex(
+        tuple(
+            ShardInfo(
+                f"shard-{i:06d}.tar",
+                tuple(rng.uniform(1.5, 3.5, n) if not seconds else [seconds] * n),
+            )
+            for i, n in enumerate(sizes)
+        )
+    )
+
+
+def _plans(index: ShardIndex, ranks: int, workers: int, epoch: int = 0, **options) -> list:
+    def batch(durations: np.ndarray, rng: np.random.Generator) -> list[list[int]]:
+        return buffer_batches(durations, 1000, 32.0, None, rng)
+
+    return [plan_epoch(index, epoch, 0, r, ranks, workers, batch, **options) for r in range(ranks)]
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [(1279, 1), (1, 1279), (273, 263, 267, 269, 208), (1000, 0, 0, 3), (640, 640)],
+    ids=["1279+1", "1+1279", "600s-shards", "empty-shards", "even"],
+)
+@pytest.mark.parametrize("ranks,workers", [(2, 0), (2, 2), (3, 4), (8, 1)])
+def test_ranks_get_equal_seconds_and_batch_counts_whatever_the_shard_sizes(
+    sizes, ranks, workers
+) -> None:
+    index = _index(*sizes, seconds=0)
+    for epoch in (0, 1):
+        plans = _plans(index, ranks, workers, epoch, max_dropped=0.0)
+        assert len({len(plan) for plan in plans}) == 1  # the same steps on every rank
+        assert all(plan.epoch_dropped_utterances == plan.dropped == 0 for plan in plans)
+        taken = [
+            [(shard, p) for worker in plan.workers for shard, batch in worker for p in batch]
+            for plan in plans
+        ]
+        every = [(s, p) for s, shard in enumerate(index.shards) for p in range(shard.utterances)]
+        assert sorted(x for rank in taken for x in rank) == every  # each utterance once
+        seconds = [sum(index.shards[s].durations[p] for s, p in rank) for rank in taken]
+        assert max(seconds) - min(seconds) <= 2 * 3.5  # within an utterance of the mean
+
+
+def test_a_rank_gets_no_utterance_only_when_there_are_fewer_utterances_than_ranks() -> None:
+    plans = _plans(_index(3, 0, 0), ranks=3, workers=2)  # 3 shards, two of them empty
+    assert [sum(len(b) for w in plan.workers for _, b in w) for plan in plans] == [1, 1, 1]
+    with pytest.raises(ValueError, match="2 utterance\\(s\\) to train on.*fewer than the 3 rank"):
+        _plans(_index(2, 0, 0, 0), ranks=3, workers=0)
+    with pytest.raises(ValueError, match="longer than max_duration=2.0s"):
+        _plans(_index(4, 4), ranks=2, workers=0, max_duration=2.0)
+
+
+def test_an_epoch_leaving_out_more_than_the_allowed_share_stops_with_what_to_do(caplog) -> None:
+    # One 100 s utterance, then 40 of 2.5 s: the seconds split gives rank 0 the long one alone,
+    # and rank 1 makes 4 batches of 32 s, which rank 0 cannot match.
+    index = ShardIndex((ShardInfo("shard-000000.tar", (100.0, *[2.5] * 40)),))
+    with pytest.raises(
+        ValueError, match="leaves out 3 batch.*more than data.shard_max_dropped=0.05"
+    ):
+        _plans(index, ranks=2, workers=0, max_dropped=0.05)
+    plans = _plans(index, ranks=2, workers=0, max_dropped=1.0)
+    assert [len(plan) for plan in plans] == [1, 1]
+    assert plans[1].dropped == plans[0].epoch_dropped_batches == 3
+    assert plans[0].epoch_dropped_utterances == 28 and plans[0].epoch_utterances == 41
+    dataset = ShardStreamDataset(index, RATE, ClassLabels(LABELS), 32.0, 1000, world_size=2)
+    with caplog.at_level(logging.WARNING, logger="speechlab.data.shard_stream"):
+        summary = dataset.epoch_summary(0)
+    assert summary == {
+        "batches": 1,
+        "utterances": 41,
+        "dropped_batches": 3,
+        "dropped_utterances": 28,
+    }
+    assert "3 batch(es) holding 28 of 41 utterances (68.3 %) left out" in caplog.text
 
 
 def test_resume_continues_with_the_next_unseen_batch_without_reading_done_shards(

@@ -76,6 +76,9 @@ class SpeechDataModule(L.LightningDataModule):
             manifest's files; ``None``: map-style. Validation and test stay map-style, and the
             tokenizer or label set still comes from the corpus's manifest.
         shard_buffer: utterances sorted together to form duration buckets on the stream.
+        shard_max_dropped: the share (0-1) of an epoch's streamed utterances that giving every
+            DDP rank the same batch count may leave out; planning an epoch that would leave out
+            more is an error (see :mod:`.shard_stream`). ``None``: no limit.
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class SpeechDataModule(L.LightningDataModule):
         speaker: str | None = None,
         shards: str | None = None,
         shard_buffer: int | None = None,
+        shard_max_dropped: float | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("target_field", target_field), ("source_field", source_field)):
@@ -124,6 +128,17 @@ class SpeechDataModule(L.LightningDataModule):
                 shard_buffer,
                 shards is None or (isinstance(shard_buffer, int) and shard_buffer >= 1),
                 "a whole number >= 1 with data.shards",
+            ),
+            (
+                "shard_max_dropped",
+                shard_max_dropped,
+                shard_max_dropped is None
+                or (
+                    isinstance(shard_max_dropped, (int, float))
+                    and not isinstance(shard_max_dropped, bool)
+                    and 0 <= shard_max_dropped <= 1
+                ),
+                "null (no limit) or a share in [0, 1]",
             ),
             (
                 "max_batch_size",
@@ -157,6 +172,7 @@ class SpeechDataModule(L.LightningDataModule):
         self.shards = shards or None  # `data.shards=` (empty) is off, as null
         self.shard_index: ShardIndex | None = None
         self.shard_buffer = shard_buffer
+        self.shard_max_dropped = shard_max_dropped
         self.checks: list[ExampleCheck] = []  # admissibility tests the train stream applies
         self.source: TokenTargets | None = None
         self.manifest: Manifest | None = None
@@ -378,6 +394,7 @@ class SpeechDataModule(L.LightningDataModule):
             world_size=world,
             num_workers=self.num_workers,
             check=functools.partial(_first_problem, tuple(self.checks)) if self.checks else None,
+            max_dropped=self.shard_max_dropped,
         )
         return StreamingDataLoader(
             dataset,

@@ -86,29 +86,46 @@ def _audio_quantile_buckets(
     return [bucket for bucket in np.split(order, cuts) if len(bucket)]
 
 
+def split_counts(sizes: Sequence[int], target: int) -> list[int]:
+    """Into how many pieces to cut each of batches of ``sizes`` utterances so that there are
+    ``target`` batches: always the batch whose pieces are largest is cut once more.
+
+    Raises:
+        ValueError: ``target`` is below ``len(sizes)`` or above ``sum(sizes)`` (no batch of
+            one utterance can be cut).
+    """
+    if not len(sizes) <= target <= sum(sizes):
+        raise ValueError(
+            f"cannot cut {len(sizes)} batches of {sum(sizes)} utterances into {target}"
+        )
+    pieces = [1] * len(sizes)
+    heap = [(-size, i) for i, size in enumerate(sizes)]
+    heapq.heapify(heap)
+    for _ in range(target - len(sizes)):
+        _, i = heapq.heappop(heap)
+        pieces[i] += 1
+        heapq.heappush(heap, (-math.ceil(sizes[i] / pieces[i]), i))
+    return pieces
+
+
+def split_batch(batch: list[int], count: int) -> list[list[int]]:
+    """``batch`` cut into ``count`` consecutive pieces, as ``np.array_split`` cuts (the first
+    ``len(batch) % count`` one longer)."""
+    size, longer = divmod(len(batch), count)
+    out, start = [], 0
+    for piece in range(count):
+        stop = start + size + (piece < longer)
+        out.append(batch[start:stop])
+        start = stop
+    return out
+
+
 def _split_largest(batches: list[list[int]], target: int) -> list[list[int]]:
     """Split the largest batches until there are ``target``; pieces stay where their batch was."""
-    pieces = [1] * len(batches)
-    heap = [(-len(batch), i) for i, batch in enumerate(batches)]
-    heapq.heapify(heap)
-    for _ in range(target - len(batches)):
-        largest, i = heapq.heappop(heap)
-        assert -largest >= 2, "no batch left to split; callers keep target <= utterances"
-        pieces[i] += 1
-        heapq.heappush(heap, (-math.ceil(len(batches[i]) / pieces[i]), i))
-    out: list[list[int]] = []
-    for batch, count in zip(batches, pieces, strict=True):
-        if count == 1:
-            out.append(batch)
-            continue
-        # np.array_split's pieces: the first len % count of them one longer.
-        size, longer = divmod(len(batch), count)
-        start = 0
-        for piece in range(count):
-            stop = start + size + (piece < longer)
-            out.append(batch[start:stop])
-            start = stop
-    return out
+    counts = split_counts([len(batch) for batch in batches], target)
+    return [
+        piece for batch, n in zip(batches, counts, strict=True) for piece in split_batch(batch, n)
+    ]
 
 
 class DurationBucketSampler(torch.utils.data.Sampler[list[int]]):

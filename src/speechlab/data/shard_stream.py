@@ -4,20 +4,24 @@ One epoch, on every rank and in every dataloader worker alike (all randomness co
 ``seed + epoch``):
 
 1. The shard order is a permutation of the index's shards drawn from ``seed + epoch``.
-2. Rank ``r`` of ``W`` takes shards ``r, r + W, ...`` of that order; its dataloader worker ``k``
-   of ``K`` takes every ``K``-th of those. Shards are disjoint across ranks and workers.
-3. Each shard is read in order through a buffer of ``buffer_size`` utterances: the buffer is
-   sorted by duration, packed into batches of at most ``batch_seconds`` padded seconds
-   (:func:`~speechlab.data.sampler.pack_greedily`), and its batches are shuffled
-   (``seed + epoch`` and the shard). Batches never span two shards, so a resumed epoch skips
-   whole shards unread.
+2. The utterances of the shards in that order are cut into ``W`` contiguous runs of about
+   equal seconds, one per rank, and each rank's run into one per dataloader worker
+   (:func:`~speechlab.data.shard_split.split_epoch`): whatever the shard sizes, the ranks get
+   the same seconds to within about an utterance. Readers are disjoint; a shard a cut falls in
+   is read by the readers on both sides, each decoding only its own utterances.
+3. Each reader's part of a shard is read in order through a buffer of ``buffer_size``
+   utterances: the buffer is sorted by duration, packed into batches of at most
+   ``batch_seconds`` padded seconds (:func:`~speechlab.data.sampler.pack_greedily`), and its
+   batches are shuffled (``seed + epoch`` and the shard). Batches never span two shards, so a
+   resumed epoch skips whole shards unread.
 4. DDP needs every rank to run the same number of steps. The index lists every utterance's
-   duration, so each worker plans the batches of every rank before it reads a byte; each rank
-   then yields the smallest rank's count, leaving out the surplus batches of the others (from
-   its workers with the most batches). Every utterance is seen exactly once per epoch when the
-   ranks' plans come out equal (shards of equal durations, a shard count divisible by ``W``);
-   otherwise the left-out batches (``plan.dropped``, logged) are not seen that epoch, and the
-   next epoch's reshuffle leaves out others.
+   duration, so each worker plans the batches of every rank before it reads a byte. Ranks with
+   fewer batches than the most split their largest batches until they have as many
+   (:func:`~speechlab.data.sampler.split_counts`), so every utterance is seen once per epoch.
+   Only when a rank has fewer utterances than another rank's batch count (a tiny epoch, or a
+   few very long utterances against many short ones) do the other ranks leave out their
+   surplus batches: counted in the plan, logged as a warning, and an error when they would
+   hold more than ``max_dropped`` of the epoch's utterances (``data.shard_max_dropped``).
 
 Unreadable audio, a target the task cannot learn, or a shard that breaks off mid-stream each
 yields a :class:`~speechlab.data.dataset.SkippedExample` in its batch slot (the collate drops
@@ -41,8 +45,9 @@ from webdataset.tariterators import group_by_keys, tar_file_iterator
 
 from speechlab.audio.io import AudioError, read_audio_bytes
 from speechlab.data.dataset import Example, SkippedExample
-from speechlab.data.sampler import pack_greedily
+from speechlab.data.sampler import pack_greedily, split_batch, split_counts
 from speechlab.data.shard_index import URL_SCHEMES, ShardIndex
+from speechlab.data.shard_split import Piece, split_epoch
 from speechlab.data.utterance import Utterance
 
 log = logging.getLogger(__name__)
@@ -85,11 +90,16 @@ class EpochPlan:
     """The batches of one rank's dataloader workers for one epoch.
 
     ``workers[k]``: worker ``k``'s batches in the order it yields them; ``dropped``: batches
-    left out on this rank so that every rank yields ``len(self)`` (see the module docstring).
+    left out on this rank so that every rank yields ``len(self)`` (see the module docstring);
+    ``epoch_dropped_batches`` and ``epoch_dropped_utterances``: those left out on all ranks
+    together, of the ``epoch_utterances`` the epoch's ranks were given.
     """
 
     workers: tuple[tuple[ShardBatch, ...], ...]
     dropped: int
+    epoch_dropped_batches: int
+    epoch_dropped_utterances: int
+    epoch_utterances: int
 
     def __len__(self) -> int:
         return sum(len(batches) for batches in self.workers)
@@ -114,6 +124,43 @@ class EpochPlan:
         return tuple(rest[(turn + j) % workers] for j in range(workers))
 
 
+def _piece_batches(
+    index: ShardIndex,
+    pieces: list[Piece],
+    seed: int,
+    epoch: int,
+    batch: Callable[[np.ndarray, np.random.Generator], list[list[int]]],
+) -> list[ShardBatch]:
+    """The batches of one reader's pieces, in reading order."""
+    batches: list[ShardBatch] = []
+    for piece in pieces:
+        positions = np.asarray(piece.positions)
+        durations = np.asarray(index.shards[piece.shard].durations)[positions]
+        rng = np.random.default_rng([seed, epoch, piece.shard, int(positions[0])])
+        batches += [(piece.shard, positions[b].tolist()) for b in batch(durations, rng)]
+    return batches
+
+
+def _equalise(workers: list[list[ShardBatch]], target: int) -> tuple[int, int]:
+    """Bring one rank's batches (per worker) to ``target``: split its largest batches when it
+    has fewer, else leave out batches one at a time off the end of the worker with the most.
+    Returns the batches and the utterances left out."""
+    count = sum(len(batches) for batches in workers)
+    if count < target:
+        flat = [(k, batch) for k, batches in enumerate(workers) for batch in batches]
+        pieces = split_counts([len(positions) for _, (_, positions) in flat], target)
+        for batches in workers:
+            batches.clear()
+        for (k, (shard, positions)), n in zip(flat, pieces, strict=True):
+            workers[k] += [(shard, piece) for piece in split_batch(positions, n)]
+        return 0, 0
+    utterances = 0
+    for _ in range(count - target):
+        longest = max(range(len(workers)), key=lambda k: (len(workers[k]), -k))
+        utterances += len(workers[longest].pop()[1])
+    return count - target, utterances
+
+
 def plan_epoch(
     index: ShardIndex,
     epoch: int,
@@ -122,43 +169,50 @@ def plan_epoch(
     world_size: int,
     num_workers: int,
     batch: Callable[[np.ndarray, np.random.Generator], list[list[int]]],
+    max_duration: float | None = None,
+    max_dropped: float | None = None,
 ) -> EpochPlan:
-    """The :class:`EpochPlan` of ``rank`` for ``epoch``; ``batch(durations, rng)`` batches the
-    utterances of one shard (:func:`buffer_batches` with its options).
+    """The :class:`EpochPlan` of ``rank`` for ``epoch``; ``batch(durations, rng)`` batches
+    the utterances of one reader's part of a shard (``durations``: ``(n,)`` seconds; returns
+    lists of indices into them; :func:`buffer_batches` with its options). Utterances longer
+    than ``max_duration`` seconds are left out before the epoch is split.
 
     Raises:
-        ValueError: fewer shards than ranks (some rank would have nothing to train on).
+        ValueError: fewer utterances than ranks (some rank would have nothing to train on), or
+            equal batch counts would leave out more than ``max_dropped`` (a share, 0-1) of the
+            epoch's utterances.
     """
-    shards = len(index.shards)
-    if shards < world_size:
-        raise ValueError(
-            f"{shards} shard(s) cannot be split across {world_size} ranks: every rank needs at "
-            "least one. Write smaller shards (speechlab shard --shard-seconds ...)."
-        )
-    order = np.random.default_rng([seed, epoch]).permutation(shards).tolist()
-    workers = max(1, num_workers)
-
-    def slot_batches(r: int, k: int) -> list[ShardBatch]:
-        batches: list[ShardBatch] = []
-        for shard in order[r::world_size][k::workers]:
-            rng = np.random.default_rng([seed, epoch, shard])
-            durations = np.asarray(index.shards[shard].durations)
-            batches += [(shard, positions) for positions in batch(durations, rng)]
-        return batches
-
-    mine = [slot_batches(rank, k) for k in range(workers)]
-    counts = [
-        sum(len(slot_batches(r, k)) for k in range(workers)) if r != rank else 0
-        for r in range(world_size)
+    order = np.random.default_rng([seed, epoch]).permutation(len(index.shards)).tolist()
+    ranks = [
+        [_piece_batches(index, pieces, seed, epoch, batch) for pieces in readers]
+        for readers in split_epoch(index, order, world_size, max(1, num_workers), max_duration)
     ]
-    counts[rank] = sum(len(batches) for batches in mine)
-    surplus = counts[rank] - min(counts)
-    dropped = surplus
-    while surplus:  # one batch at a time off the end of the worker with the most
-        longest = max(range(workers), key=lambda k: (len(mine[k]), -k))
-        mine[longest].pop()
-        surplus -= 1
-    return EpochPlan(workers=tuple(tuple(batches) for batches in mine), dropped=dropped)
+    counts = [sum(len(batches) for batches in workers) for workers in ranks]
+    sizes = [sum(len(b) for batches in workers for _, b in batches) for workers in ranks]
+    target = min(max(counts), min(sizes))
+    left_out = [_equalise(workers, target) for workers in ranks]
+    dropped_batches = sum(batches for batches, _ in left_out)
+    dropped_utterances = sum(utterances for _, utterances in left_out)
+    total = sum(sizes)
+    if max_dropped is not None and dropped_utterances > max_dropped * total:
+        fewest = int(np.argmin(sizes))
+        raise ValueError(
+            f"epoch {epoch}: every rank must run the same number of batches, at most "
+            f"{target} here (rank {fewest} has only {sizes[fewest]} utterance(s), against "
+            f"{max(counts)} batches on another rank), which leaves out {dropped_batches} "
+            f"batch(es) holding {dropped_utterances} of the epoch's {total} utterances "
+            f"({dropped_utterances / total:.1%}), more than data.shard_max_dropped="
+            f"{max_dropped:g} allows. Give each rank more utterances (more data, fewer "
+            "devices) or make fewer, fuller batches (a larger data.batch_seconds); or raise "
+            "data.shard_max_dropped to accept it."
+        )
+    return EpochPlan(
+        workers=tuple(tuple(batches) for batches in ranks[rank]),
+        dropped=left_out[rank][0],
+        epoch_dropped_batches=dropped_batches,
+        epoch_dropped_utterances=dropped_utterances,
+        epoch_utterances=total,
+    )
 
 
 def open_shard(url: str, timeout: float) -> IO[bytes]:
@@ -198,10 +252,14 @@ class ShardStreamDataset(IterableDataset):
         timeout: seconds to wait on a shard's server.
         check: optional ``check(num_samples, target) -> reason or None`` (a task's
             admissibility test, e.g. enough frames for CTC); a rejected example is skipped.
+        max_dropped: the share (0-1) of an epoch's utterances that equal batch counts per rank
+            may leave out before planning the epoch is an error; ``None``: no limit.
 
     Raises:
         ValueError: a rank outside ``[0, world_size)``, ``buffer_size < 1`` or
-            ``batch_seconds <= 0``; when iterated, a loader with another ``num_workers``.
+            ``batch_seconds <= 0``; when an epoch is planned (``len()``, iterating), fewer
+            utterances than ranks or more left out than ``max_dropped``
+            (:func:`plan_epoch`); when iterated, a loader with another ``num_workers``.
     """
 
     def __init__(
@@ -220,6 +278,7 @@ class ShardStreamDataset(IterableDataset):
         num_workers: int = 0,
         timeout: float = 60.0,
         check: Callable[[int, torch.Tensor], str | None] | None = None,
+        max_dropped: float | None = None,
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
@@ -242,6 +301,7 @@ class ShardStreamDataset(IterableDataset):
         self.num_workers = num_workers
         self.timeout = timeout
         self.check = check
+        self.max_dropped = max_dropped
         self._plans: dict[int, EpochPlan] = {}
         self.epoch = 0
         self.batches_done = 0  # batches of this epoch already trained on (resume)
@@ -262,21 +322,50 @@ class ShardStreamDataset(IterableDataset):
         self.epoch = int(state["epoch"])
         self.batches_done = int(state["batches_done"])
 
-    def plan(self) -> EpochPlan:
-        """This rank's :class:`EpochPlan` of the current epoch (kept for the last epochs asked)."""
-        if self.epoch not in self._plans:
+    def plan(self, epoch: int | None = None) -> EpochPlan:
+        """This rank's :class:`EpochPlan` of ``epoch`` (default: the current one), kept for the
+        last epochs asked. Rank 0's main process logs a warning when it leaves batches out."""
+        epoch = self.epoch if epoch is None else epoch
+        if epoch not in self._plans:
             if len(self._plans) > 2:
                 self._plans.clear()
-            self._plans[self.epoch] = plan_epoch(
+            plan = plan_epoch(
                 self.index,
-                self.epoch,
+                epoch,
                 self.seed,
                 self.rank,
                 self.world_size,
                 self.num_workers,
                 self._batch,
+                max_duration=self.max_duration,
+                max_dropped=self.max_dropped,
             )
-        return self._plans[self.epoch]
+            self._plans[epoch] = plan
+            if plan.epoch_dropped_batches and self.rank == 0 and get_worker_info() is None:
+                log.warning(
+                    "epoch %d: %d batch(es) holding %d of %d utterances (%.1f %%) left out so "
+                    "that each of the %d ranks runs %d batches",
+                    epoch,
+                    plan.epoch_dropped_batches,
+                    plan.epoch_dropped_utterances,
+                    plan.epoch_utterances,
+                    100 * plan.epoch_dropped_utterances / plan.epoch_utterances,
+                    self.world_size,
+                    len(plan),
+                )
+        return self._plans[epoch]
+
+    def epoch_summary(self, epoch: int) -> dict[str, int]:
+        """What ``epoch`` trains on over all ranks, for the run record: ``batches`` (per rank),
+        ``utterances`` (given to the ranks), ``dropped_batches`` and ``dropped_utterances``
+        (left out to give the ranks equal batch counts)."""
+        plan = self.plan(epoch)
+        return {
+            "batches": len(plan),
+            "utterances": plan.epoch_utterances,
+            "dropped_batches": plan.epoch_dropped_batches,
+            "dropped_utterances": plan.epoch_dropped_utterances,
+        }
 
     def __len__(self) -> int:
         """Batches of the current epoch on this rank (the same on every rank), including those
@@ -290,7 +379,6 @@ class ShardStreamDataset(IterableDataset):
             self.batch_seconds,
             self.max_batch_size,
             rng,
-            self.max_duration,
         )
 
     # -- reading -----------------------------------------------------------------------------
@@ -303,13 +391,6 @@ class ShardStreamDataset(IterableDataset):
                 f"by a loader with {workers}; pass the loader's num_workers to it"
             )
         plan = self.plan()
-        if plan.dropped and worker == 0:
-            log.info(
-                "epoch %d, rank %d: %d batch(es) left out to match the other ranks' count",
-                self.epoch,
-                self.rank,
-                plan.dropped,
-            )
         batches = plan.remaining(self.batches_done)[worker]
         shard_order: list[int] = []
         by_shard: dict[int, list[list[int]]] = {}

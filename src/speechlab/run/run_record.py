@@ -15,7 +15,12 @@ Layout::
      "curve": [{"epoch": 0, "step": 40, "value": 0.41, "attempt": 0,   # after each validation
                 "elapsed_s": 12.5}, ...],    # seconds of the run's attempts so far (learning curves)
      "best": 0.52, "epochs": 3, "wall_s": 61.2, "error": "...",
-     "skipped_steps": 0}              # non-finite steps the guard skipped (also per attempt)
+     "skipped_steps": 0,              # non-finite steps the guard skipped (also per attempt)
+     # a train split streamed from shards (data.shards): each epoch's batches per rank and
+     # utterances, and what equal batch counts per rank left out of it, with the totals
+     "stream_epochs": [{"epoch": 0, "batches": 48, "utterances": 1280,
+                        "dropped_batches": 0, "dropped_utterances": 0}, ...],
+     "dropped_batches": 0, "dropped_utterances": 0}
 """
 
 from __future__ import annotations
@@ -114,7 +119,25 @@ class RunRecord(Callback):
         # what an earlier attempt recorded after that.
         epoch = trainer.current_epoch
         self.record["curve"] = [p for p in self.record["curve"] if p["epoch"] < epoch]
+        if "stream_epochs" in self.record:
+            self._stream_epochs([e for e in self.record["stream_epochs"] if e["epoch"] < epoch])
         self._write()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A streamed train split plans each epoch from its index: record what it trains on and
+        # what giving every rank the same batch count left out (the next write saves it).
+        dataset = getattr(trainer.train_dataloader, "dataset", None)
+        summary = getattr(dataset, "epoch_summary", None)
+        if summary is None:
+            return
+        epoch = trainer.current_epoch
+        kept = [e for e in self.record.get("stream_epochs", []) if e["epoch"] != epoch]
+        self._stream_epochs([*kept, {"epoch": epoch, **summary(epoch)}])
+
+    def _stream_epochs(self, epochs: list[dict[str, Any]]) -> None:
+        self.record["stream_epochs"] = epochs
+        for key in ("dropped_batches", "dropped_utterances"):
+            self.record[key] = sum(e[key] for e in epochs)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
