@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 log = logging.getLogger(__name__)
@@ -56,16 +57,18 @@ class SkippedAudioReport(Callback):
 
 
 class NothingTrainedCheck(Callback):
-    """Stop the run when a whole training epoch had no example to train on.
+    """Stop the run when a rank trained on no example in a whole training epoch.
 
     Every example of a batch may be skipped (unreadable audio, a lost shard, a target the task
     rejects); the step then trains nothing and the run goes on, as it should for a few bad files.
-    An epoch in which that happened to every batch, on every rank, trained nothing at all, and
-    a run that went on would test and save an untrained model as if it were done.
+    An epoch in which that happened to every batch of a rank trained nothing on that rank's
+    share of the data (on every rank: nothing at all), and a run that went on would test and
+    save a model trained on part of the data, or none, as if it were done. The count is of
+    examples trained on each rank, gathered from every rank.
 
     Raises:
-        RuntimeError: at the end of such an epoch, naming the epoch and where the skipped
-            files are listed.
+        RuntimeError: at the end of such an epoch, naming the epoch, the ranks, and where the
+            skipped files are listed.
     """
 
     def __init__(self) -> None:
@@ -82,14 +85,28 @@ class NothingTrainedCheck(Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.batches == 0:  # a resumed epoch already finished, or limit_train_batches=0
             return
-        if trainer.strategy.reduce_boolean_decision(self.examples == 0, all=True):
+        count = torch.tensor(self.examples, device=pl_module.device)
+        examples = trainer.strategy.all_gather(count).reshape(-1).tolist()
+        idle = [rank for rank, n in enumerate(examples) if n == 0]
+        if not idle:
+            return
+        skipped = Path(trainer.default_root_dir) / "skipped_audio.tsv"
+        if len(idle) == len(examples):
             raise RuntimeError(
                 f"epoch {trainer.current_epoch} trained on nothing: every example of its "
                 f"{self.batches} batch(es) was skipped (unreadable audio, a shard that could not "
-                "be read, or targets the task rejects; see the warnings above and "
-                f"{Path(trainer.default_root_dir) / 'skipped_audio.tsv'}). Expected readable "
-                "training data: check data.reader.root or data.shards and the files there."
+                f"be read, or targets the task rejects; see the warnings above and {skipped}). "
+                "Expected readable training data: check data.reader.root or data.shards and "
+                "the files there."
             )
+        raise RuntimeError(
+            f"epoch {trainer.current_epoch}: rank(s) {idle} of {len(examples)} trained on "
+            f"nothing (examples trained per rank: {examples}): every example of their "
+            f"{self.batches} batch(es) was skipped (unreadable audio, shards that could not be "
+            f"read, or targets the task rejects; see the warnings above and {skipped}), so the "
+            "epoch left out their share of the data. Expected readable training data for every "
+            "rank: check data.reader.root or data.shards and the files there."
+        )
 
 
 class ShortRunLogInterval(Callback):
