@@ -111,19 +111,18 @@ def test_the_hparams_table_leads_with_the_overrides_then_what_runs_are_compared_
     columns = hparams_columns(CONFIG, CHOICES, overrides)
     labels = [column.label for column in columns]
     assert labels == [
-        "model",  # overridden: first, under its compared column's name
-        "model.optimizer.lr",
+        "model.optimizer.lr",  # overridden: first, under its compared column's name
         "callbacks.early_stopping",
         "model.encoder.hidden_size",
         "trainer.limit_train_batches",
-        *[label for label in COMPARED if label != "model"],
+        *COMPARED,  # the model and corpus chosen lead them, as in the run name
     ]
     values = {column.label: column.value for column in columns}
     assert values["model.optimizer.lr"] == 0.001  # typed, from the config: filtered by range
     assert values["callbacks.early_stopping"] == "removed"
     assert values["model"] == "ctc_lstm" and values["network"] == "LSTMEncoder"
     assert values["model.optimizer"] == "AdamW" and values["trainer.precision"] == "32-true"
-    assert [column.overridden for column in columns] == [True] * 5 + [False] * 8
+    assert [column.overridden for column in columns] == [True] * 4 + [False] * 9
     # The order TensorBoard imposes (differs first, then by name) is the one sent.
     assert columns == sorted(columns, key=lambda c: (not c.overridden, c.name))
 

@@ -98,9 +98,9 @@ class HParamColumn:
 def hparams_columns(
     config: Mapping[str, Any], choices: Mapping[str, Any], overrides: Sequence[str]
 ) -> list[HParamColumn]:
-    """The HParams table's columns, in the order TensorBoard shows them: first every override
-    of this run (those of paths, loggers and Hydra left out), then the
-    :data:`COMPARED_COLUMNS` present in ``config`` and not overridden.
+    """The HParams table's columns, in the order TensorBoard shows them: first the overrides
+    the run name lists (not the model and corpus chosen, nor paths, loggers and Hydra), then
+    the :data:`COMPARED_COLUMNS` present in ``config`` and not overridden.
 
     ``config`` is the resolved config (nested mappings), ``choices`` the config group choices,
     ``overrides`` the run's task overrides as typed (``model.optimizer.lr=0.001``). An
@@ -112,11 +112,11 @@ def hparams_columns(
     overridden: dict[str, str | None] = {}
     for override in overrides:
         key = _override_key(override)
-        if not _is_logistics(key):
+        if key not in NAMED_GROUPS and not _is_logistics(key):
             overridden[key] = override.split("=", 1)[1] if "=" in override else None
     columns = []
     for key, text in overridden.items():
-        value = choices.get(key, text) if key in NAMED_GROUPS else _config_value(config, key)
+        value = _config_value(config, key)
         if value is _MISSING or isinstance(value, (Mapping, list)):
             value = "removed" if text is None else text
         name = f"{ranks[key]:02d} {key}" if key in ranks else key
