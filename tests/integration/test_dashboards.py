@@ -4,6 +4,8 @@ wandb offline, MLflow at once), and what each logger wrote, read back the way it
 from __future__ import annotations
 
 import csv
+import dataclasses
+import importlib
 import json
 import struct
 from collections.abc import Iterator
@@ -13,7 +15,7 @@ import pytest
 
 from speechlab.run.dashboards import COMPARED_COLUMNS
 from speechlab.run.train import run as train
-from tests.conftest import composed
+from tests.conftest import REPO, composed
 from tests.integration.test_las import TINY_LAS
 from tests.integration.test_readme_commands import CORPUS_LIMITS
 from tests.integration.test_st import TINY_ST
@@ -203,3 +205,64 @@ def test_every_logger_shows_scalars_best_hparams_tags_and_media(logged_run):
     (offline,) = (run_dir / "wandb").glob("offline-run-*")
     for log in offline.rglob("*.log"):
         assert "less than the current step" not in log.read_text(errors="replace"), log
+
+
+def test_the_mlflow_ui_lists_the_run_under_its_name_with_its_metrics(logged_run, monkeypatch):
+    """What the MLflow UI's pages ask its server (the REST API of ``mlflow ui``, served in
+    process), checked by ``benchmarks/dashboards.py``'s own check; without the server
+    (``make dashboards``), skipped."""
+    server = pytest.importorskip(
+        "mlflow.server", reason="the MLflow UI's server: make dashboards", exc_type=ImportError
+    )
+    from mlflow.server import handlers
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    dashboards = importlib.import_module("dashboards")
+    task, run_dir, log_dir, _ = logged_run
+    namespace = TASKS[task][0]
+    monkeypatch.setenv("_MLFLOW_SERVER_FILE_STORE", f"sqlite:///{log_dir}/mlflow.db")
+    monkeypatch.setattr(handlers, "_tracking_store", None)  # the store of this task's run
+    client = server.app.test_client()
+
+    def post(path: str, body: dict) -> dict:
+        response = client.post(f"{dashboards.MLFLOW_API}{path}", json=body)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response.get_json()
+
+    (tb_run,) = (run_dir / "tensorboard").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    run = dashboards.LoggedRun(
+        run_dir=run_dir.resolve(),
+        name=tb_run.name,
+        trial=tb_run.name,
+        experiment=f"train/{namespace}",
+        namespace=namespace,
+        metrics={k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))},
+    )
+    assert {"val/loss", "test/loss"} <= set(run.metrics)
+    assert dashboards.mlflow_rest_problems(post, [run]) == ([], {run.run_dir: only_run_ids(post)})
+
+    # The check fails where the UI would not show what the run logged.
+    wrong = dataclasses.replace(
+        run,
+        name="another-name",
+        metrics={**run.metrics, "val/loss": run.metrics["val/loss"] + 1, "val/never": 0.0},
+    )
+    problems, _ = dashboards.mlflow_rest_problems(post, [wrong])
+    assert len(problems) == 3, problems
+    assert "names the run" in problems[0] and f"{namespace}/val/loss" in problems[1]
+    assert f"lacks {namespace}/val/never" in problems[2]
+    elsewhere = dataclasses.replace(run, experiment="train/elsewhere")
+    (problem,), _ = dashboards.mlflow_rest_problems(post, [elsewhere])
+    assert "no experiment 'train/elsewhere'" in problem
+
+
+def only_run_ids(post) -> tuple[str, str]:
+    """The (experiment id, run id) of the only run in the store."""
+    (experiment,) = [
+        e
+        for e in post("/experiments/search", {"max_results": 100})["experiments"]
+        if e["name"] != "Default"
+    ]
+    (run,) = post("/runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
+    return experiment["experiment_id"], run["info"]["run_id"]
