@@ -1,5 +1,10 @@
 """Exact resume: a run killed by SIGKILL resumes to the end an uninterrupted run reaches;
-SIGTERM and SIGUSR1 save last.ckpt before the process exits."""
+SIGTERM and SIGUSR1 save last.ckpt before the process exits.
+
+The in-process tests kill a run right after a chosen ``last.ckpt`` is written (the file is
+what a SIGKILL at that moment leaves), resume it with ``ckpt_path=last`` and compare it with the
+same run never interrupted: weights bit for bit, metrics, the validation curve and its CSV rows.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,162 @@ import json
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.integration.test_train import mini_commands  # noqa: F401  (session fixture)
+from speechlab.checkpoint.last import LastCheckpoint
+from speechlab.run.train import run as train
+from tests.conftest import composed, one_torch_thread
+from tests.integration.test_train import (
+    KWS,
+    mini_commands,  # noqa: F401  (session fixture)
+)
 from tests.integration.tiny_kws import finish, train_process
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# Short epochs (3 batches of the corpus's ~90): epochs that limit_train_batches cuts short.
+SHORT = [
+    *KWS,
+    "trainer.accelerator=cpu",
+    "trainer.max_epochs=3",
+    "+trainer.limit_val_batches=2",
+    "+trainer.limit_test_batches=2",
+    "callbacks.progress_bar=null",
+]
+
+
+class Killed(BaseException):
+    """Ends a run the way SIGKILL does: no handler saves anything (not an ``Exception``)."""
+
+
+def kill_after_save(when: Callable[[LastCheckpoint, object], bool]) -> Callable:
+    """A ``LastCheckpoint.save`` that kills the run once a save that ``when`` picks is written."""
+    original = LastCheckpoint.save
+
+    def save(self: LastCheckpoint, trainer, again: bool = True) -> None:
+        original(self, trainer, again)
+        if self._last_saved_step == trainer.global_step and when(self, trainer):
+            raise Killed
+
+    return save
+
+
+def run_in(run_dir: Path, overrides: list[str]) -> dict[str, float]:
+    with composed("train", overrides, run_dir) as cfg:
+        return train(cfg)
+
+
+def killed_then_resumed(
+    run_dir: Path, overrides: list[str], when: Callable, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, float]:
+    with monkeypatch.context() as patch:
+        patch.setattr(LastCheckpoint, "save", kill_after_save(when))
+        with pytest.raises(Killed):
+            run_in(run_dir, overrides)
+    assert not (run_dir / "metrics.json").exists()
+    return run_in(run_dir, [*overrides, "ckpt_path=last"])
+
+
+def at_step(step: int) -> Callable:
+    return lambda checkpoint, trainer: trainer.global_step == step
+
+
+def validation_rows(run_dir: Path) -> list[tuple[str, str, str]]:
+    rows = csv.DictReader((run_dir / "csv" / "metrics.csv").open())
+    return [(row["epoch"], row["step"], row["val/loss"]) for row in rows if row.get("val/loss")]
+
+
+def assert_same_run(resumed_dir: Path, resumed: dict, reference_dir: Path, reference: dict):
+    """Bit for bit the same weights, the same metrics, validations and validation log rows."""
+    last, expected = (
+        torch.load(d / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+        for d in (resumed_dir, reference_dir)
+    )
+    assert last["global_step"] == expected["global_step"]
+    for name, weight in expected["state_dict"].items():
+        assert torch.equal(last["state_dict"][name], weight), name
+    assert resumed == reference  # val/*, test/* (of the same best checkpoint), train/*, lr
+
+    def curve(d: Path) -> list:
+        record = json.loads((d / "run.json").read_text())
+        return [(p["epoch"], p["step"], p["value"]) for p in record["curve"]]
+
+    assert curve(resumed_dir) == curve(reference_dir)
+    assert validation_rows(resumed_dir) == validation_rows(reference_dir)
+
+
+@pytest.fixture(scope="module")
+def short_reference(mini_commands, data_dir, tmp_path_factory) -> Iterator[tuple]:  # noqa: F811
+    """A run of 3 epochs of 3 batches, saving last.ckpt every 2 steps, never interrupted."""
+    overrides = [
+        *SHORT,
+        f"paths.data_dir={data_dir}",
+        "+trainer.limit_train_batches=3",
+        "callbacks.last_checkpoint.every_n_train_steps=2",
+    ]
+    run_dir = tmp_path_factory.mktemp("short_reference")
+    with one_torch_thread():
+        yield overrides, run_dir, run_in(run_dir, overrides)
+
+
+@pytest.mark.parametrize(
+    "kill_step",
+    [
+        4,  # inside epoch 1
+        # the last batch of epoch 1: its due save waits for the epoch's validation and end, or
+        # the resume would pass over them; then the next epoch's first batch, not the 4th of
+        # epoch 1 (limit_train_batches cut it short, the sampler had more)
+        6,
+    ],
+)
+def test_a_run_killed_after_a_checkpoint_under_limit_train_batches_resumes_exactly(
+    short_reference, tmp_path, monkeypatch, kill_step
+):
+    overrides, reference_dir, reference = short_reference
+    resumed = killed_then_resumed(tmp_path, overrides, at_step(kill_step), monkeypatch)
+    assert_same_run(tmp_path, resumed, reference_dir, reference)
+
+
+def after_epoch(epoch: int) -> Callable:
+    """The save at the end of ``epoch`` (Lightning counts it processed, not yet completed)."""
+    progress = lambda trainer: trainer.fit_loop.epoch_progress.current  # noqa: E731
+    return lambda checkpoint, trainer: (
+        progress(trainer).processed == epoch + 1 and progress(trainer).completed == epoch
+    )
+
+
+@pytest.mark.usefixtures("mini_commands")
+@pytest.mark.parametrize(
+    ("limits", "when"),
+    [
+        # a share of the corpus's batches: 2 an epoch
+        (["+trainer.limit_train_batches=0.03"], after_epoch(0)),
+        # under max_steps Lightning replayed the end of the saved epoch: early stopping then
+        # found no validation metric and stopped the resumed run with an error
+        (["+trainer.limit_train_batches=3", "+trainer.max_steps=5"], after_epoch(0)),
+        # a validation inside the epoch (after 2 of its 4 batches) that a due save waits for
+        (
+            [
+                "+trainer.limit_train_batches=4",
+                "+trainer.val_check_interval=2",
+                "callbacks.last_checkpoint.every_n_train_steps=1",
+            ],
+            at_step(2),
+        ),
+    ],
+    ids=["float_limit", "max_steps", "val_check_interval"],
+)
+def test_a_run_killed_under_other_limits_resumes_exactly(
+    data_dir, tmp_path, monkeypatch, limits, when
+):
+    overrides = [*SHORT, f"paths.data_dir={data_dir}", "trainer.max_epochs=2", *limits]
+    reference = run_in(tmp_path / "reference", overrides)
+    resumed = killed_then_resumed(tmp_path / "killed", overrides, when, monkeypatch)
+    assert_same_run(tmp_path / "killed", resumed, tmp_path / "reference", reference)
 
 
 def checkpoint_step(path: Path) -> int:

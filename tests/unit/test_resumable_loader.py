@@ -30,8 +30,14 @@ def test_loader_state_is_the_batches_training_finished_not_those_prefetched():
 
     resumed = loader([0])
     resumed.load_state_dict(state)
-    assert not resumed.at_epoch_start
+    assert resumed.resume_epoch(2) is False  # the loop resumes the same epoch: mid-epoch
     assert [batch.tolist() for batch in resumed] == full[4:]
+
+
+def epoch_batches(epoch: int) -> list[list[int]]:
+    expected = loader([0])
+    expected.batch_sampler.set_epoch(epoch)
+    return [batch.tolist() for batch in expected]
 
 
 def test_loader_saved_at_the_end_of_an_epoch_resumes_with_the_next_one():
@@ -40,10 +46,28 @@ def test_loader_saved_at_the_end_of_an_epoch_resumes_with_the_next_one():
     epoch_length = len(source.batch_sampler)
     resumed = loader([0])
     resumed.load_state_dict({"epoch": 1, "batches_yielded": epoch_length})
-    assert resumed.at_epoch_start and resumed.batch_sampler.epoch == 2
-    expected = loader([0])
-    expected.batch_sampler.set_epoch(2)
-    assert [b.tolist() for b in resumed] == [b.tolist() for b in expected]
+    assert resumed.resume_epoch(2) is True
+    assert [b.tolist() for b in resumed] == epoch_batches(2)
+
+
+def test_an_epoch_the_trainer_cut_short_resumes_with_the_next_epochs_first_batch():
+    # limit_train_batches=3 (or max_steps) ended epoch 1 after 3 of its batches: the saved
+    # position is not the sampler's end, but the loop goes on with epoch 2.
+    resumed = loader([0])
+    resumed.load_state_dict({"epoch": 1, "batches_yielded": 3})
+    assert resumed.resume_epoch(2) is True
+    assert [b.tolist() for b in resumed] == epoch_batches(2)
+    # Asked once: a later epoch's iterator is the plain epoch, nothing skipped.
+    assert resumed.resume_epoch(3) is None
+    resumed.batch_sampler.set_epoch(3)
+    assert [b.tolist() for b in resumed] == epoch_batches(3)
+
+
+def test_a_loader_state_of_a_later_epoch_than_the_loop_is_refused():
+    resumed = loader([0])
+    resumed.load_state_dict({"epoch": 3, "batches_yielded": 1})
+    with pytest.raises(ValueError, match="epoch 3 but its training loop resumes epoch 2"):
+        resumed.resume_epoch(2)
 
 
 def test_loader_needs_the_bucket_sampler():

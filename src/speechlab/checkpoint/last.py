@@ -35,9 +35,23 @@ def weights_finite(module: torch.nn.Module) -> bool:
     return not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
+def validation_or_epoch_end_follows(trainer: L.Trainer) -> bool:
+    """Whether validation, the end of the epoch or of training (``max_steps``) comes right after
+    the training batch that just ended."""
+    fit_loop = trainer.fit_loop
+    epoch_loop = fit_loop.epoch_loop
+    if epoch_loop._is_training_done:
+        return True
+    return fit_loop._data_fetcher is not None and epoch_loop._should_check_val_fx(
+        fit_loop._data_fetcher
+    )
+
+
 class LastCheckpoint(Checkpoint):
     """Keep ``<dirpath>/last.ckpt`` current: every ``every_n_train_steps`` steps, at the end of
     every epoch, and when the run is stopped by SIGTERM/SIGUSR1 (or fails with an exception).
+    A step due to be saved that a validation or the epoch's end follows is saved after them:
+    resumed from before them, Lightning would pass over them.
 
     The file is written next to its final name and renamed over it, so a kill during the write
     leaves the previous ``last.ckpt`` intact. SIGUSR1 is handled only when nothing else (such as
@@ -54,6 +68,7 @@ class LastCheckpoint(Checkpoint):
         self.dirpath = Path(dirpath)
         self.every_n_train_steps = every_n_train_steps
         self._last_saved_step = -1
+        self._save_after_validation = False
         self._previous_sigusr1: Any = None
 
     @property
@@ -83,12 +98,31 @@ class LastCheckpoint(Checkpoint):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
-        if self.every_n_train_steps and step and step % self.every_n_train_steps == 0:
+        if not (self.every_n_train_steps and step and step % self.every_n_train_steps == 0):
+            return
+        if validation_or_epoch_end_follows(trainer):
+            # A resume from the state before them would pass over them (Lightning counts the
+            # validation done and the epoch ended): save once they are over instead.
+            self._save_after_validation = True
+            return
+        self.save(trainer, again=False)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        # A validation inside the epoch (val_check_interval) that a due save waited for; at the
+        # epoch's end the save comes with on_train_epoch_end, after the callbacks that judge it.
+        if (
+            self._save_after_validation
+            and trainer.state.fn == "fit"
+            and not trainer.sanity_checking
+            and not trainer.fit_loop.epoch_loop._is_training_done
+        ):
+            self._save_after_validation = False
             self.save(trainer, again=False)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         # After the epoch's validation and the callbacks that judge it (early stopping, best
         # checkpoint): a resume from here starts the next epoch with all of them up to date.
+        self._save_after_validation = False
         self.save(trainer)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
@@ -152,15 +186,31 @@ class ExactResume(Callback):
     - The train loader's position: Lightning restores a stateful loader only if it has not
       iterated it yet, but a scheduler asking ``trainer.estimated_stepping_batches`` makes it
       iterate before the checkpoint is loaded. Here the saved position is loaded when the training
-      loop starts, and the epoch's iterator restarted from it.
+      loop starts, and the epoch's iterator restarted from it. Which epoch that is, the loop
+      says (not the loader: ``limit_train_batches`` and ``max_steps`` end epochs early), so a
+      checkpoint of a finished epoch resumes with the next epoch's first batch.
     - The Python, NumPy and torch (CPU and CUDA) random states, saved with every checkpoint and put
       back at the same moment, so SpecAugment and dropout draw what they would have drawn.
+    - The loop's position when the checkpoint ended an epoch (see :func:`settle_epoch_end`).
+    - The last logged metrics (``trainer.callback_metrics``): a resumed run that validates no
+      more (it was killed after its last validation, or ``max_steps`` ends it first) reports the
+      validation metrics an uninterrupted run reports.
 
     Stored as tensors and lists only, so ``torch.load(weights_only=True)`` still reads the file.
     """
 
     def __init__(self) -> None:
         self._pending: dict[str, Any] | None = None
+        self._at_epoch_boundary = False
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("callbacks", {}).get(self.state_key)
+        if state is not None:
+            state["metrics"] = {
+                name: value.detach().cpu().clone()
+                for name, value in trainer.callback_metrics.items()
+                if isinstance(value, torch.Tensor)
+            }
 
     def state_dict(self) -> dict[str, Any]:
         python_version, python_state, python_gauss = random.getstate()
@@ -177,29 +227,107 @@ class ExactResume(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending = state_dict
 
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        fit_loop = checkpoint.get("loops", {}).get("fit_loop")
+        self._at_epoch_boundary = bool(fit_loop) and settle_epoch_end(fit_loop)
+
     def on_train_start(self, trainer, pl_module) -> None:
         fit_loop = trainer.fit_loop
+        if self._at_epoch_boundary:
+            # Under max_steps Lightning marks every resumed loop as restarting, and an epoch loop
+            # restarting at its first batch replays a batch end (no batch, one more logging step).
+            # Resumed between two epochs, the next one begins as it would have.
+            self._at_epoch_boundary = False
+            fit_loop.epoch_loop.restarting = False
+            fit_loop.epoch_loop.reset_restart_stage()
         loader_states, fit_loop._combined_loader_states_to_load = (
             fit_loop._combined_loader_states_to_load,
             [],
         )
         random_state, self._pending = self._pending, None
-        if not loader_states or fit_loop._combined_loader is None or fit_loop._data_fetcher is None:
+        if random_state is not None and random_state.get("metrics"):
+            device = pl_module.device
+            trainer.callback_metrics.update(
+                {name: value.to(device) for name, value in random_state["metrics"].items()}
+            )
+        combined, fetcher = fit_loop._combined_loader, fit_loop._data_fetcher
+        if combined is None or fetcher is None:
             if random_state is not None:
                 _set_random_state(random_state)
             return
-        fit_loop._combined_loader._load_state_dicts(loader_states)
-        at_epoch_start = all(
-            getattr(loader, "at_epoch_start", False)
-            for loader in fit_loop._combined_loader.flattened
-        )
-        # Creating a loader iterator draws a seed from torch's generator. An uninterrupted run drew
-        # it before a mid-epoch checkpoint was saved, but after an end-of-epoch one.
+        if loader_states:
+            combined._load_state_dicts(loader_states)
+        # The epoch the loop resumes: Lightning sets it on the samplers as the epoch begins.
+        epoch = fit_loop.epoch_progress.current.processed
+        starts = [
+            loader.resume_epoch(epoch)
+            for loader in combined.flattened
+            if callable(getattr(loader, "resume_epoch", None))
+        ]
+        starts = [start for start in starts if start is not None]
+        if not starts:  # nothing restored to position (or loaders that cannot be)
+            if random_state is not None:
+                _set_random_state(random_state)
+            return
+        at_epoch_start = all(starts)
+        # Creating a loader iterator may draw a seed from torch's generator. An uninterrupted run
+        # created it before a mid-epoch checkpoint was saved, but after an end-of-epoch one.
         if at_epoch_start and random_state is not None:
             _set_random_state(random_state)
-        iter(fit_loop._data_fetcher)  # the resumed epoch restarts at the restored position
+        iter(fetcher)  # the resumed epoch restarts at the restored position
         if not at_epoch_start and random_state is not None:
             _set_random_state(random_state)
+
+
+def settle_epoch_end(fit_loop: dict[str, Any]) -> bool:
+    """Give a fit-loop state saved at the end of an epoch (``on_train_epoch_end``: Lightning has
+    counted the epoch processed but not yet completed) a meaning Lightning resumes as such.
+
+    - The epoch ran out of batches: the state after it, that epoch completed and the next not
+      begun (returns True). Without a ``max_steps`` Lightning resumes so itself; with one it
+      replays the epoch's end, so callbacks that judge the epoch ran twice, the second time
+      without its validation metrics (early stopping then stopped the run with an error).
+    - ``max_steps`` (or a stop request) ended it early: the state inside it, so a resume with a
+      higher ``max_steps`` trains the rest of the epoch, validates and ends it.
+
+    ``fit_loop`` (a checkpoint's ``loops.fit_loop``) is modified in place; any other state is
+    left as it is (returns False).
+    """
+    epochs = fit_loop.get("epoch_progress", {})
+    batches = fit_loop.get("epoch_loop.batch_progress", {})
+    try:
+        total, current = epochs["total"], epochs["current"]
+        ended = all(
+            p["ready"] == p["started"] == p["processed"] == p["completed"] + 1
+            for p in (total, current)
+        )
+    except (KeyError, TypeError):
+        return False
+    if not ended:
+        return False
+    if not batches.get("is_last_batch"):
+        total["processed"] = total["completed"]
+        current["processed"] = current["completed"]
+        return False
+    total["completed"] = total["processed"]
+    current["completed"] = current["processed"]
+    # What the epoch loop resets when an epoch begins (TrainingEpochLoop.reset, not restarting).
+    for key in ("epoch_loop.batch_progress", "epoch_loop.scheduler_progress"):
+        if key in fit_loop:
+            _zero(fit_loop[key]["current"])
+    batches["is_last_batch"] = False
+    optim = fit_loop.get("epoch_loop.automatic_optimization.optim_progress", {}).get("optimizer")
+    for part in (optim or {}).values():
+        _zero(part["current"])
+    validation = fit_loop.get("epoch_loop.val_loop.batch_progress")
+    if validation:
+        _zero(validation["total"])
+    return True
+
+
+def _zero(counters: dict[str, Any]) -> None:
+    for key in counters:
+        counters[key] = 0
 
 
 def _set_random_state(state: dict[str, Any]) -> None:

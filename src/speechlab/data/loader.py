@@ -18,6 +18,9 @@ class ResumableDataLoader(DataLoader):
     ``load_state_dict`` before it first iterates a resumed run. The state is the sampler's epoch
     and the number of its batches the training loop has finished (not the number the sampler has
     handed to prefetching workers), so the resumed epoch continues with the next unseen batch.
+    Whether the saved epoch was finished is the training loop's to say (``limit_train_batches``
+    or ``max_steps`` end an epoch before the sampler runs out): :meth:`resume_epoch` takes the
+    epoch the loop resumes.
 
     Args:
         batches_done: returns how many batches of the current epoch training has finished.
@@ -32,17 +35,33 @@ class ResumableDataLoader(DataLoader):
                 f"{type(self.batch_sampler).__name__}"
             )
         self.batches_done = batches_done
-        self.at_epoch_start = False  # set by load_state_dict: the next batch begins an epoch
+        self._restored: tuple[int, int] | None = None  # (epoch, batches done) of a checkpoint
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.batch_sampler.epoch, "batches_yielded": int(self.batches_done())}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.batch_sampler.load_state_dict(state)
-        finished = len(self.batch_sampler) == 0
-        if finished:  # saved at the end of the epoch: go on with the next
+        self._restored = (int(state["epoch"]), int(state["batches_yielded"]))
+        if len(self.batch_sampler) == 0:  # the whole epoch was done: go on with the next
             self.batch_sampler.set_epoch(state["epoch"] + 1)
-        self.at_epoch_start = finished or state["batches_yielded"] == 0
+
+    def resume_epoch(self, epoch: int) -> bool | None:
+        """Make the next iterator yield the training loop's ``epoch``: after the batches a
+        restored state says were done if it was saved in that epoch, else from its first batch.
+
+        Returns whether that iterator starts at the epoch's first batch; None (and nothing
+        changes) when no state was restored.
+
+        Raises:
+            ValueError: the restored state is of a later epoch than ``epoch``.
+        """
+        if self._restored is None:
+            return None
+        skip = batches_to_skip(self._restored, epoch)
+        self._restored = None
+        self.batch_sampler.load_state_dict({"epoch": epoch, "batches_yielded": skip})
+        return skip == 0
 
 
 class StreamingDataLoader(DataLoader):
@@ -80,7 +99,7 @@ class StreamingDataLoader(DataLoader):
         self.epoch = epoch
         self.batches_done = batches_done
         self.restored = False
-        self.at_epoch_start = False
+        self._restored: tuple[int, int] | None = None  # (epoch, batches done) of a checkpoint
 
     def __iter__(self) -> Any:
         if not self.restored:
@@ -93,8 +112,35 @@ class StreamingDataLoader(DataLoader):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.dataset.load_state_dict(state)
-        finished = int(state["batches_done"]) >= len(self.dataset)
-        if finished:  # saved at the end of the epoch: go on with the next
+        self._restored = (int(state["epoch"]), int(state["batches_done"]))
+        if int(state["batches_done"]) >= len(self.dataset):  # the whole epoch was done
             self.dataset.set_epoch(int(state["epoch"]) + 1)
         self.restored = True
-        self.at_epoch_start = finished or int(state["batches_done"]) == 0
+
+    def resume_epoch(self, epoch: int) -> bool | None:
+        """As :meth:`ResumableDataLoader.resume_epoch`: the next iterator streams the training
+        loop's ``epoch``, after the restored state's done batches if it was saved in it."""
+        if self._restored is None:
+            return None
+        skip = batches_to_skip(self._restored, epoch)
+        self._restored = None
+        self.dataset.load_state_dict({"epoch": epoch, "batches_done": skip})
+        self.restored = True
+        return skip == 0
+
+
+def batches_to_skip(restored: tuple[int, int], epoch: int) -> int:
+    """Batches of the training loop's ``epoch`` a resumed iterator passes over: those a state
+    saved in ``epoch`` says were done, none if it was saved in an earlier (finished) epoch.
+
+    Raises:
+        ValueError: ``restored`` is of a later epoch than ``epoch``.
+    """
+    saved_epoch, done = restored
+    if saved_epoch > epoch:
+        raise ValueError(
+            f"the checkpoint's train loader is in epoch {saved_epoch} but its training loop "
+            f"resumes epoch {epoch}; the file mixes two runs' states. Resume from a last.ckpt "
+            "written by one run (ckpt_path=last)."
+        )
+    return done if saved_epoch == epoch else 0

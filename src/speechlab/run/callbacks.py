@@ -149,6 +149,7 @@ def adapt_to_no_validation(trainer: L.Trainer) -> None:
             )
             callback.monitor = None
             callback.save_top_k = 1
+            callback._save_on_train_epoch_end = True  # no validation end to save at
 
 
 class OptimizedMetricCheck(Callback):
