@@ -1,5 +1,6 @@
 """Exact resume: a run killed by SIGKILL resumes to the end an uninterrupted run reaches;
-SIGTERM and SIGUSR1 save last.ckpt before the process exits.
+SIGTERM and SIGUSR1 save last.ckpt before the process exits; a run that reached its
+trainer.max_steps trains on when resumed with a higher one; run.json adds up one run's attempts.
 
 The in-process tests kill a run right after a chosen ``last.ckpt`` is written (the file is
 what a SIGKILL at that moment leaves), resume it with ``ckpt_path=last`` and compare it with the
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -238,3 +241,53 @@ def test_stop_signal_saves_last_checkpoint_before_exit(data_dir, tmp_path, stop_
     assert "stopped by a signal" in output and "ckpt_path=last" in output, output[-3000:]
     step = checkpoint_step(last)
     assert 3 <= step < 24 and f"step {step}" in output, "saved where the signal stopped it"
+
+
+@pytest.mark.usefixtures("mini_commands")
+def test_a_run_stopped_by_max_steps_trains_on_to_a_higher_max_steps(data_dir, tmp_path, caplog):
+    # No schedule: its length follows max_steps, and the resumed run must equal the long one.
+    overrides = [
+        *SHORT,
+        f"paths.data_dir={data_dir}",
+        "+trainer.limit_train_batches=3",
+        "model.scheduler=null",
+    ]
+    reference = run_in(tmp_path / "reference", [*overrides, "+trainer.max_steps=7"])
+    run_dir = tmp_path / "run"
+    run_in(run_dir, [*overrides, "+trainer.max_steps=4"])  # stops inside epoch 1
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+
+    longer = [*overrides, "+trainer.max_steps=7", "ckpt_path=last"]
+    resumed = run_in(run_dir, longer)
+    assert_same_run(run_dir, resumed, tmp_path / "reference", reference)
+    record = json.loads((run_dir / "run.json").read_text())
+    assert len(record["attempts"]) == 2 and record["trained"]["steps"] == 7
+
+    # The same limits again: nothing left to train, said so, and the metrics stand.
+    last = run_dir / "checkpoints" / "last.ckpt"
+    saved = last.stat().st_mtime_ns
+    with caplog.at_level(logging.WARNING, logger="speechlab.run.resume"):
+        again = run_in(run_dir, longer)
+    assert "nothing left to train" in caplog.text and "trainer.max_steps=7" in caplog.text
+    assert again == json.loads((run_dir / "metrics.json").read_text()) == resumed
+    assert last.stat().st_mtime_ns == saved
+    assert len(json.loads((run_dir / "run.json").read_text())["attempts"]) == 2
+
+
+@pytest.mark.usefixtures("mini_commands")
+def test_a_fresh_run_in_a_used_run_dir_keeps_its_own_attempts_and_curve(data_dir, tmp_path):
+    overrides = [*SHORT, f"paths.data_dir={data_dir}", "+trainer.limit_train_batches=3"]
+    run_in(tmp_path, [*overrides, "+trainer.max_steps=2"])
+    run_in(tmp_path, [*overrides, "+trainer.max_steps=4", "ckpt_path=last"])
+    resumed = json.loads((tmp_path / "run.json").read_text())
+    assert len(resumed["attempts"]) == 2  # one run: its two attempts add up
+
+    run_in(tmp_path, [*overrides, "trainer.max_epochs=1"])  # another run, same dir, no resume
+    record = json.loads((tmp_path / "run.json").read_text())
+    (attempt,) = record["attempts"]
+    started, ended = (datetime.fromisoformat(attempt[k]) for k in ("started", "ended"))
+    assert record["wall_s"] == pytest.approx((ended - started).total_seconds(), abs=1e-3)
+    assert [(p["epoch"], p["attempt"]) for p in record["curve"]] == [(0, 0)]
+    assert record["trained"] == {"steps": 3, "epochs": 1, "stopped_early": False}
+    (previous,) = record["previous_runs"]
+    assert previous["attempts"] == resumed["attempts"] and previous["curve"] == resumed["curve"]

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from speechlab.run.resume import find_resume_state, plan_resume, resolve_ckpt_path
+from speechlab.run.resume import (
+    ResumeState,
+    TrainingLimits,
+    find_resume_state,
+    plan_resume,
+    resolve_ckpt_path,
+)
 from speechlab.run.run_record import RunRecord, best_of, read_record, wall_seconds
 
 LR = ["model.optimizer.lr=0.001"]
@@ -85,3 +91,88 @@ def test_record_times_every_attempt_and_ignores_missing_values(tmp_path):
     assert read_record(tmp_path) is None
     (tmp_path / "run.json").write_text(json.dumps([1, 2]))
     assert read_record(tmp_path) is None
+
+
+def finish_run(run_dir: Path, overrides: list[str], trained: dict) -> None:
+    record = RunRecord(run_dir, "val/acc", "max", overrides)
+    record.start()
+    record.record["trained"] = trained
+    record.finish({"val/acc": 0.5})
+
+
+def test_a_finished_job_trains_on_only_when_its_limits_were_raised(tmp_path, caplog):
+    last = make_last(tmp_path)
+    finish_run(tmp_path, [*LR, "trainer.max_steps=4"], {"steps": 4, "epochs": 2})
+    # A relaunched sweep with a higher max_steps: the same job (the limits aside), trained on.
+    longer = [*LR, "trainer.max_steps=7"]
+    state = plan_resume(None, tmp_path, True, longer, TrainingLimits(7, 10))
+    assert state.ckpt_path == str(last) and not state.finished
+    assert plan_resume("last", tmp_path, False, [], TrainingLimits(7, 10)).ckpt_path == str(last)
+    # max_epochs=2 ends it as well: both limits must leave something.
+    assert plan_resume(None, tmp_path, True, longer, TrainingLimits(7, 2)).finished
+    # The same limits: nothing left, and the log says so and how to train on.
+    caplog.set_level("WARNING", logger="speechlab.run.resume")
+    for multirun in (True, False):
+        state = plan_resume("last", tmp_path, multirun, LR, TrainingLimits(4, 10))
+        assert state.finished and state.metrics == {"val/acc": 0.5}
+    assert "nothing left to train" in caplog.text and "trainer.max_steps=4" in caplog.text
+    assert "Raise trainer.max_steps or trainer.max_epochs" in caplog.text
+
+
+def test_a_job_that_early_stopping_ended_is_finished_whatever_its_limits(tmp_path, caplog):
+    make_last(tmp_path)
+    finish_run(tmp_path, LR, {"steps": 40, "epochs": 5, "stopped_early": True})
+    caplog.set_level("WARNING", logger="speechlab.run.resume")
+    assert plan_resume("last", tmp_path, False, LR, TrainingLimits(-1, 100)).finished
+    assert "early stopping ended it after epoch 4" in caplog.text
+
+
+def test_a_record_that_does_not_say_how_far_it_trained_keeps_the_old_decisions(tmp_path):
+    last = make_last(tmp_path)
+    record = RunRecord(tmp_path, "val/acc", "max", LR)
+    record.start()
+    record.finish({"val/acc": 0.5})  # written before records said what they trained
+    assert plan_resume(None, tmp_path, True, LR, TrainingLimits(10**6, -1)).finished
+    assert plan_resume("last", tmp_path, False, LR, TrainingLimits()).ckpt_path == str(last)
+
+
+def test_training_limits_read_as_lightning_reads_them():
+    trained = {"steps": 300, "epochs": 1000}
+    assert TrainingLimits.of({"max_epochs": None}).reached(trained)  # 1000 epochs by default
+    assert TrainingLimits.of({"max_epochs": None, "max_steps": 301}).reached(trained) is None
+    assert TrainingLimits.of({"max_epochs": -1, "max_steps": None}).reached(trained) is None
+    assert "max_steps=300" in TrainingLimits.of({"max_epochs": -1, "max_steps": 300}).reached(
+        trained
+    )
+
+
+def test_only_the_attempts_of_one_run_add_up(tmp_path):
+    killed = {
+        "status": "running",
+        "overrides": LR,
+        "attempts": [
+            {"started": "2026-01-01T00:00:00+00:00", "updated": "2026-01-01T00:01:00+00:00"}
+        ],
+        "curve": [{"epoch": 0, "step": 3, "value": 0.1, "attempt": 0}],
+    }
+    (tmp_path / "run.json").write_text(json.dumps(killed))
+    resumed = RunRecord(tmp_path, "val/acc", "max", LR)
+    resumed.start()
+    saved = read_record(tmp_path)
+    assert len(saved["attempts"]) == 2 and saved["curve"] == killed["curve"]
+    assert saved["wall_s"] == pytest.approx(60.0, abs=0.5)  # the killed attempt's minute counts
+
+    # Another run in the same dir (not resumed): its own attempts, curve and wall time.
+    other = RunRecord(tmp_path, "val/acc", "max", ["model.optimizer.lr=0.003"], new_run=True)
+    other.start()
+    saved = read_record(tmp_path)
+    assert len(saved["attempts"]) == 1 and saved["curve"] == [] and saved["wall_s"] < 60.0
+    (previous,) = saved["previous_runs"]
+    assert len(previous["attempts"]) == 2 and previous["overrides"] == LR
+
+
+def test_a_resume_continues_the_run_only_from_its_own_checkpoints(tmp_path):
+    own = make_last(tmp_path / "run")
+    assert ResumeState(ckpt_path=str(own)).resumes(tmp_path / "run")
+    assert not ResumeState(ckpt_path=str(own)).resumes(tmp_path / "other")
+    assert not ResumeState().resumes(tmp_path / "run")

@@ -3,20 +3,25 @@
 A multirun relaunched with the same ``hydra.sweep.dir`` gives each job its old run dir again
 (``<sweep dir>/<job num>``). What that dir holds decides what the job does:
 
-- ``run.json`` says *finished*: skip training, return the recorded metrics;
-- ``checkpoints/last.ckpt`` exists (killed, timed out, failed after an epoch): resume from it;
+- ``run.json`` says *finished* and this job's ``trainer.max_steps`` / ``trainer.max_epochs``
+  leave nothing to train after what it trained (or early stopping ended it): skip training,
+  return the recorded metrics;
+- ``checkpoints/last.ckpt`` exists (killed, timed out, failed after an epoch, or finished under
+  lower limits than this job's): resume from it;
 - neither: train from scratch.
 
 A single run resumes only when asked: ``ckpt_path=last`` (this run dir's ``last.ckpt``) or
-``ckpt_path=<file>``.
+``ckpt_path=<file>``. ``ckpt_path=last`` of a finished run trains on when the limits were raised,
+and otherwise says that nothing is left to train and returns the recorded metrics.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from speechlab.run.run_record import FINISHED, read_record
 
@@ -36,13 +41,94 @@ class ResumeState:
     def finished(self) -> bool:
         return self.metrics is not None
 
+    def resumes(self, run_dir: str | Path) -> bool:
+        """Whether this continues the run recorded in ``run_dir``: it resumes from one of that
+        run's own checkpoints (its attempts and curve then add up)."""
+        if self.ckpt_path is None:
+            return False
+        return Path(self.ckpt_path).resolve().is_relative_to(Path(run_dir).resolve())
 
-def find_resume_state(run_dir: str | Path) -> ResumeState | None:
-    """The state a job left in ``run_dir``: finished (its metrics), a ``last.ckpt``, or None."""
-    run_dir = Path(run_dir)
+
+@dataclass(frozen=True)
+class TrainingLimits:
+    """``trainer.max_steps`` and ``trainer.max_epochs`` as Lightning reads them (-1: no limit;
+    ``max_epochs`` None is 1000 without a ``max_steps``, no limit with one)."""
+
+    max_steps: int = -1
+    max_epochs: int | None = None
+
+    @classmethod
+    def of(cls, trainer_cfg: Mapping[str, Any]) -> TrainingLimits:
+        max_steps = trainer_cfg.get("max_steps")
+        return cls(-1 if max_steps is None else int(max_steps), trainer_cfg.get("max_epochs"))
+
+    def reached(self, trained: Mapping[str, Any]) -> str | None:
+        """Why nothing is left to train after ``trained`` (``run.json``'s ``trained``: steps,
+        epochs, stopped_early), or None when these limits leave training to do."""
+        if trained.get("stopped_early"):
+            return f"early stopping ended it after epoch {int(trained['epochs']) - 1}"
+        steps, epochs = int(trained["steps"]), int(trained["epochs"])
+        if self.max_steps != -1 and steps >= self.max_steps:
+            return f"it trained {steps} steps and trainer.max_steps={self.max_steps}"
+        max_epochs = self.max_epochs
+        if max_epochs is None:
+            max_epochs = 1000 if self.max_steps == -1 else -1
+        if max_epochs != -1 and epochs >= max_epochs:
+            return f"it trained {epochs} epochs and trainer.max_epochs={max_epochs}"
+        return None
+
+
+def finished_state(
+    run_dir: Path, limits: TrainingLimits | None, unknown_is_finished: bool = True
+) -> ResumeState | None:
+    """A finished run's recorded metrics when ``limits`` leave nothing to train after it (said
+    in the log), None when they do and its ``last.ckpt`` can train on (or it did not finish).
+
+    A record that does not say how far the run trained (written before ``trained`` was kept),
+    or a run without ``last.ckpt``, counts as finished when ``unknown_is_finished``.
+    """
     record = read_record(run_dir)
-    if record and record.get("status") == FINISHED and isinstance(record.get("metrics"), dict):
-        return ResumeState(metrics={k: float(v) for k, v in record["metrics"].items()})
+    if not (
+        record and record.get("status") == FINISHED and isinstance(record.get("metrics"), dict)
+    ):
+        return None
+    metrics = {k: float(v) for k, v in record["metrics"].items()}
+    trained = record.get("trained")
+    if limits is None or not isinstance(trained, dict) or not (run_dir / LAST_CKPT).is_file():
+        return ResumeState(metrics=metrics) if unknown_is_finished else None
+    reason = limits.reached(trained)
+    if reason is None:
+        log.info(
+            "the run in %s finished after %s steps, %s epochs; trainer.max_steps=%s, "
+            "trainer.max_epochs=%s train on from its last.ckpt",
+            run_dir,
+            trained["steps"],
+            trained["epochs"],
+            limits.max_steps,
+            limits.max_epochs,
+        )
+        return None
+    log.warning(
+        "nothing left to train: the run in %s finished (%s); its recorded metrics stand. Raise "
+        "trainer.max_steps or trainer.max_epochs to train on from its last.ckpt",
+        run_dir,
+        reason,
+    )
+    return ResumeState(metrics=metrics)
+
+
+def find_resume_state(
+    run_dir: str | Path, limits: TrainingLimits | None = None
+) -> ResumeState | None:
+    """The state a job left in ``run_dir``: finished (its metrics), a ``last.ckpt``, or None.
+
+    A finished job is finished only when ``limits`` (this job's) leave nothing to train after
+    what it trained; given no limits, a finished job is finished.
+    """
+    run_dir = Path(run_dir)
+    finished = finished_state(run_dir, limits)
+    if finished is not None:
+        return finished
     last = run_dir / LAST_CKPT
     if last.is_file():
         return ResumeState(ckpt_path=str(last))
@@ -75,29 +161,50 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: str | Path) -> str | None:
 
 
 def plan_resume(
-    ckpt_path: str | None, run_dir: str | Path, multirun: bool, overrides: Sequence[str]
+    ckpt_path: str | None,
+    run_dir: str | Path,
+    multirun: bool,
+    overrides: Sequence[str],
+    limits: TrainingLimits | None = None,
 ) -> ResumeState:
     """What this run starts from.
 
     In a multirun the job's own run dir wins (a relaunch skips or resumes it); its recorded
-    overrides must then equal ``overrides``, or the dir belongs to another job and we stop.
-    Otherwise ``ckpt_path`` (``null`` | ``last`` | a path) says.
+    overrides must then equal ``overrides`` (the training limits aside), or the dir belongs to
+    another job and we stop. Otherwise ``ckpt_path`` (``null`` | ``last`` | a path) says; with
+    ``last``, a finished run whose ``limits`` leave nothing to train returns its metrics.
     """
     if multirun:
-        state = find_resume_state(run_dir)
+        state = find_resume_state(run_dir, limits)
         if state is not None:
             check_same_job(run_dir, overrides)
             if state.finished:
                 log.info("job already finished in %s (run.json): skipping its training", run_dir)
             else:
-                log.info("resuming unfinished job from %s", state.ckpt_path)
+                status = (read_record(run_dir) or {}).get("status")
+                which = "finished" if status == FINISHED else "unfinished"
+                log.info("resuming %s job from %s", which, state.ckpt_path)
+            return state
+    elif ckpt_path == "last" and limits is not None:
+        state = finished_state(Path(run_dir), limits, unknown_is_finished=False)
+        if state is not None:
             return state
     return ResumeState(ckpt_path=resolve_ckpt_path(ckpt_path, run_dir))
 
 
+# How long a job trains, not what it is: a sweep relaunched with higher limits trains on.
+TRAINING_LIMITS = ("trainer.max_steps", "trainer.max_epochs")
+
+
 def job_defining(overrides: Sequence[str]) -> list[str]:
-    """The overrides that make a job what it is: all but the launcher's (how it is run)."""
-    return [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] != "launcher"]
+    """The overrides that make a job what it is: all but the launcher's (how it is run) and the
+    training limits (how long)."""
+    kept = []
+    for override in overrides:
+        key = override.lstrip("+~").split("=")[0]
+        if key.split(".")[0] != "launcher" and key not in TRAINING_LIMITS:
+            kept.append(override)
+    return kept
 
 
 def check_same_job(run_dir: str | Path, overrides: Sequence[str]) -> None:

@@ -20,7 +20,13 @@ Layout::
      # utterances, and what equal batch counts per rank left out of it, with the totals
      "stream_epochs": [{"epoch": 0, "batches": 48, "utterances": 1280,
                         "dropped_batches": 0, "dropped_utterances": 0}, ...],
-     "dropped_batches": 0, "dropped_utterances": 0}
+     "dropped_batches": 0, "dropped_utterances": 0,
+     "trained": {"steps": 120, "epochs": 3, "stopped_early": false},  # where fit ended
+     "previous_runs": [{...}, ...]}   # the records of other runs that used this dir before
+
+Attempts add up only within one run: a multirun job's attempts (its dir is its own), and a
+single run's that resume from one of this dir's checkpoints. A single run started afresh in a
+used dir is a run of its own (``new_run``): the record there moves to ``previous_runs``.
 """
 
 from __future__ import annotations
@@ -86,16 +92,29 @@ class RunRecord(Callback):
     ``start()`` opens an attempt (keeping the curve of earlier attempts up to the epoch a resumed
     run restarts from), the callback appends the monitored value after every validation epoch,
     and ``finish()`` / ``fail()`` close the attempt.
+
+    Args:
+        new_run: this attempt starts a run of its own (it does not resume one of ``run_dir``'s
+            checkpoints): the record found there moves to ``previous_runs``, and attempts, curve
+            and wall time are this run's alone. Otherwise the attempt continues that record.
     """
 
     def __init__(
-        self, run_dir: str | Path, monitor: str, mode: str, overrides: Sequence[str] = ()
+        self,
+        run_dir: str | Path,
+        monitor: str,
+        mode: str,
+        overrides: Sequence[str] = (),
+        new_run: bool = False,
     ) -> None:
         if mode not in ("min", "max"):
             raise ValueError(f"monitor mode must be 'min' or 'max', got {mode!r}")
         self.path = Path(run_dir) / RECORD_NAME
         self.monitor, self.mode = monitor, mode
         self.record: dict[str, Any] = read_record(run_dir) or {}
+        if new_run and self.record.get("attempts"):
+            previous = self.record.pop("previous_runs", [])
+            self.record = {"previous_runs": [*previous, self.record]}
         self.record.update(monitor=monitor, mode=mode, overrides=list(overrides))
         self.record.setdefault("attempts", [])
         self.record.setdefault("curve", [])
@@ -168,6 +187,13 @@ class RunRecord(Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._count_skipped(trainer)
+        # How far fit got, so a resume with other trainer.max_steps / max_epochs knows whether
+        # anything is left to train (run/resume.py).
+        self.record["trained"] = {
+            "steps": trainer.global_step,
+            "epochs": trainer.current_epoch,
+            "stopped_early": bool(trainer.should_stop),
+        }
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException

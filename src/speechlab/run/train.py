@@ -42,7 +42,7 @@ from speechlab.run.dashboards import (
     namespace_metrics,
 )
 from speechlab.run.reports import plain_metrics, print_metrics, write_metrics, write_predictions
-from speechlab.run.resume import plan_resume
+from speechlab.run.resume import TrainingLimits, plan_resume
 from speechlab.run.run_record import RunRecord
 from speechlab.run.threads import configure_threads, plan_threads, processes_per_node
 
@@ -142,11 +142,16 @@ def run(cfg: DictConfig) -> dict[str, float]:
     """
     run_dir = Path(cfg.paths.output_dir)
     multirun, overrides = hydra_job()
-    state = plan_resume(cfg.get("ckpt_path"), run_dir, multirun, overrides)
+    limits = TrainingLimits.of(cfg.trainer)
+    state = plan_resume(cfg.get("ckpt_path"), run_dir, multirun, overrides, limits)
     if state.finished:
         return state.metrics
     monitor = cfg.model.get("monitor") or "val/loss"
-    record = RunRecord(run_dir, monitor, cfg.model.get("monitor_mode") or "min", overrides)
+    mode = cfg.model.get("monitor_mode") or "min"
+    # A multirun job's dir is its own (plan_resume checked): all its attempts add up. A single
+    # run continues the record only when it resumes from one of that dir's checkpoints.
+    new_run = not multirun and not state.resumes(run_dir)
+    record = RunRecord(run_dir, monitor, mode, overrides, new_run=new_run)
     record.start()
     try:
         with job_process_state(multirun):
