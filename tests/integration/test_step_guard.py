@@ -64,3 +64,29 @@ def test_a_diverging_run_skips_counts_and_stops_with_finite_weights(
     assert checkpoint["global_step"] < 30 - record["skipped_steps"]
     if precision == "16-mixed":  # the gradient scaler ran the steps (its state is checkpointed)
         assert checkpoint["MixedPrecision"]["scale"] > 0
+
+
+@pytest.mark.usefixtures("mini_commands")
+def test_a_run_that_diverges_before_its_first_save_leaves_last_ckpt_and_says_where(
+    data_dir: Path, tmp_path: Path
+):
+    """`model=kws_cnn data=mini_commands model.optimizer.lr=1e6` stops within its first 100 steps,
+    before last.ckpt's first periodic save: the stop writes it, with finite weights and batch-norm
+    statistics (a forward through the overflowing weights had made the running variances
+    infinite while the loss stayed finite), and the message says where it is."""
+    overrides = [*QUICK, f"paths.data_dir={data_dir}", "model.optimizer.lr=1e6"]
+    with (
+        composed("train", overrides, tmp_path) as cfg,
+        pytest.raises(NonFiniteTrainingError) as stopped,
+    ):
+        assert cfg.callbacks.last_checkpoint.every_n_train_steps == 100
+        train(cfg)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert f"The weights of the last finite step are saved in {last}." in str(stopped.value)
+    checkpoint = torch.load(last, weights_only=True)
+    assert checkpoint["global_step"] < 100
+    tensors = {k: v for k, v in checkpoint["state_dict"].items() if v.is_floating_point()}
+    assert any(k.endswith("running_var") for k in tensors)
+    assert all(torch.isfinite(v).all() for v in tensors.values()), [
+        k for k, v in tensors.items() if not torch.isfinite(v).all()
+    ]

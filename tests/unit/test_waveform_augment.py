@@ -96,3 +96,48 @@ def test_bad_settings_and_missing_folders_are_clear_errors(tmp_path: Path):
     missing = WaveformAugment(RATE, noise_dir=str(tmp_path / "nowhere"), noise_prob=1.0)
     with pytest.raises(FileNotFoundError, match="nowhere is missing or holds no audio"):
         missing(*batch())
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("snr_db", [float("nan"), 10.0]),
+        ("gain_db", [0.0, float("inf")]),
+        ("speeds", [float("nan")]),
+    ],
+)
+def test_a_setting_that_is_not_finite_is_a_clear_error(name: str, value: list[float]):
+    with pytest.raises(ValueError, match=name):
+        WaveformAugment(RATE, **{name: value})
+
+
+def test_a_silent_noise_file_is_skipped_with_its_reason_and_the_rest_mixed_in(
+    noise_dir: Path, caplog
+):
+    silent = noise_dir / "digital_silence.wav"
+    sf.write(silent, np.zeros(RATE, np.float32), RATE)
+    augment = WaveformAugment(RATE, noise_dir=str(noise_dir), noise_prob=1.0, snr_db=[0, 0])
+    audio, lengths = batch()
+    torch.manual_seed(0)
+    with caplog.at_level("WARNING"):
+        noisy, _ = augment(audio.clone(), lengths)
+    assert torch.isfinite(noisy).all() and not torch.equal(noisy, audio)
+    assert f"noise file {silent} skipped: silent" in caplog.text
+    assert len(augment._noises) == 1
+
+
+def test_a_folder_of_only_silent_noise_stops_with_what_to_do(tmp_path: Path):
+    (tmp_path / "silence").mkdir()
+    sf.write(tmp_path / "silence" / "zero.wav", np.zeros(RATE, np.float32), RATE)
+    augment = WaveformAugment(RATE, noise_dir=str(tmp_path / "silence"), noise_prob=1.0)
+    with pytest.raises(FileNotFoundError, match="no readable, non-silent audio"):
+        augment(*batch())
+
+
+def test_a_silent_stretch_of_a_noise_recording_leaves_the_utterance_clean(noise_dir: Path):
+    augment = WaveformAugment(RATE, noise_dir=str(noise_dir), noise_prob=1.0, snr_db=[5, 5])
+    augment._noises = [torch.cat([torch.zeros(4 * RATE), torch.zeros(4 * RATE)])]  # all zeros
+    augment._noises[0][0] = 1.0  # not silent as a whole file: one click
+    audio, lengths = batch()
+    noisy, _ = augment(audio.clone(), lengths)
+    assert torch.isfinite(noisy).all()

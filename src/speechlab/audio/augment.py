@@ -10,6 +10,7 @@ one draws what the uninterrupted one would have. The operations are torchaudio's
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,14 +23,29 @@ from speechlab.audio.io import AudioError, read_audio
 log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+# Below this RMS (-120 dBFS: under the last bit of 16-bit audio) a recording is silent: noise
+# scaled to an SNR against it would be divided by (nearly) zero energy.
+SILENT_RMS = 1e-6
+
+
+def silent(audio: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Whether each ``(..., T)`` waveform (its first ``lengths`` samples) is silent: RMS below
+    :data:`SILENT_RMS`. Returns a bool tensor of the leading shape."""
+    if lengths is None:
+        energy = audio.square().mean(dim=-1)
+    else:
+        valid = torch.arange(audio.shape[-1], device=audio.device) < lengths.unsqueeze(-1)
+        energy = (audio.square() * valid).sum(dim=-1) / lengths.clamp(min=1)
+    return energy < SILENT_RMS**2
 
 
 def load_folder(folder: str | Path, sample_rate: int, what: str) -> list[torch.Tensor]:
     """Every audio file under ``folder`` (recursively) as a mono ``(T,)`` tensor at
-    ``sample_rate``; unreadable files are skipped with a warning.
+    ``sample_rate``; unreadable and silent files (RMS below :data:`SILENT_RMS`: nothing to mix
+    in, and an SNR against zero energy is not finite) are skipped with a warning each.
 
     Raises:
-        FileNotFoundError: ``folder`` is missing or holds no readable audio file.
+        FileNotFoundError: ``folder`` is missing or holds no readable, non-silent audio file.
     """
     root = Path(folder).expanduser()
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
@@ -41,11 +57,33 @@ def load_folder(folder: str | Path, sample_rate: int, what: str) -> list[torch.T
     recordings = []
     for path in files:
         try:
-            recordings.append(read_audio(path, sample_rate))
+            recording = read_audio(path, sample_rate)
         except AudioError as error:
             log.warning("%s file %s skipped: %s", what, path, error)
+            continue
+        if recording.numel() == 0 or bool(silent(recording)):
+            log.warning(
+                "%s file %s skipped: silent (RMS below %.0f dBFS): it holds no signal to mix in",
+                what,
+                path,
+                20 * math.log10(SILENT_RMS),
+            )
+            continue
+        recordings.append(recording)
     if not recordings:
-        raise FileNotFoundError(f"no readable audio in the {what} folder {root}")
+        raise FileNotFoundError(
+            f"no readable, non-silent audio in the {what} folder {root} ({len(files)} file(s), "
+            "each skipped with its reason above); point it at a folder of recordings or set it "
+            "to null"
+        )
+    if len(recordings) < len(files):
+        log.warning(
+            "%s folder %s: %d of %d file(s) skipped",
+            what,
+            root,
+            len(files) - len(recordings),
+            len(files),
+        )
     return recordings
 
 
@@ -76,8 +114,8 @@ class WaveformAugment(nn.Module):
     Shapes: ``forward(audio (B, T), lengths (B,))`` -> ``(B, T')``, ``(B,)``.
 
     Raises:
-        ValueError: for a probability outside [0, 1], an empty or reversed range, or a speed
-            factor that is not positive.
+        ValueError: for a probability outside [0, 1], an empty, reversed or non-finite range,
+            or a speed factor that is not positive.
         FileNotFoundError: at the first training batch, when a folder holds no audio.
     """
 
@@ -98,12 +136,14 @@ class WaveformAugment(nn.Module):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
         for name, pair in (("snr_db", snr_db), ("gain_db", gain_db)):
-            if len(pair) != 2 or pair[0] > pair[1]:
-                raise ValueError(f"{name} must be [low, high] with low <= high, got {list(pair)}")
-        if not speeds or any(s <= 0 for s in speeds):
+            if len(pair) != 2 or not all(map(math.isfinite, pair)) or pair[0] > pair[1]:
+                raise ValueError(
+                    f"{name} must be [low, high] in dB with finite low <= high, got {list(pair)}"
+                )
+        if not speeds or not all(s > 0 and math.isfinite(s) for s in speeds):
             raise ValueError(f"speeds must be positive factors, got {list(speeds)}")
-        if shift_ms < 0:
-            raise ValueError(f"shift_ms must be >= 0, got {shift_ms}")
+        if not (shift_ms >= 0 and math.isfinite(shift_ms)):
+            raise ValueError(f"shift_ms must be a finite number >= 0, got {shift_ms}")
         self.sample_rate = sample_rate
         self.speeds = [float(s) for s in speeds]
         self.noise_dir, self.noise_prob, self.snr_db = noise_dir, noise_prob, tuple(snr_db)
@@ -159,6 +199,8 @@ class WaveformAugment(nn.Module):
             offset = int(start * (noise.numel() - frames))
             segments.append(noise[offset : offset + frames])
         noise = torch.stack(segments).to(audio.device, audio.dtype)
+        # a silent stretch of a recording (digital silence inside a file) is not mixed in
+        chosen = chosen & ~silent(noise, lengths.to(audio.device))
         snr = _uniform(*self.snr_db, batch, audio.device)
         noisy = AF.add_noise(audio, noise, snr, lengths)
         valid = torch.arange(frames, device=audio.device).unsqueeze(0) < lengths.unsqueeze(1)

@@ -47,6 +47,22 @@ def validation_or_epoch_end_follows(trainer: L.Trainer) -> bool:
     )
 
 
+class StopWithFiniteWeights(RuntimeError):
+    """A stop raised in the middle of a training step that left the weights as the last finite
+    step made them (the non-finite step guard): :class:`LastCheckpoint` saves them to
+    ``last.ckpt`` at the stop, and the message then says where (``saved_to``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.saved_to: Path | None = None
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        if self.saved_to is None:
+            return message
+        return f"{message} The weights of the last finite step are saved in {self.saved_to}."
+
+
 class LastCheckpoint(Checkpoint):
     """Keep ``<dirpath>/last.ckpt`` current: every ``every_n_train_steps`` steps, at the end of
     every epoch, and when the run is stopped by SIGTERM/SIGUSR1 (or fails with an exception).
@@ -127,6 +143,13 @@ class LastCheckpoint(Checkpoint):
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if trainer.state.fn != "fit":
+            return
+        if isinstance(exception, StopWithFiniteWeights):
+            # The weights are those of the last finite step (skipped steps change nothing):
+            # saved even when no periodic save happened yet, and the message says where.
+            self.save(trainer)
+            if self.path.is_file() and self._last_saved_step == trainer.global_step:
+                exception.saved_to = self.path
             return
         if not isinstance(exception, SIGTERMException):
             # Mid-step failures leave the loop counters half-advanced: keep the last good file.

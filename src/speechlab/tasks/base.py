@@ -12,10 +12,30 @@ from torch import nn
 
 from speechlab.data.collate import Batch
 from speechlab.tasks.encoder_compile import EncoderCompiler
-from speechlab.tasks.step_guard import NonFiniteStepGuard, gradients_finite
+from speechlab.tasks.step_guard import (
+    NonFiniteStepGuard,
+    NonFiniteTrainingError,
+    RunningStatsSnapshot,
+    gradients_finite,
+)
 
+STEP_GUARD_KEY = "step_guard"  # the guard's state in a checkpoint
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+def refuse_feature_augment(augment: nn.Module | None, task: str) -> None:
+    """Synthesis tasks learn their features as targets, so they take ``augment`` only as ``None``
+    (what ``model.augment=null``, e.g. from ``debug=overfit``, gives every task).
+
+    Raises:
+        ValueError: ``augment`` is a module.
+    """
+    if augment is not None:
+        raise ValueError(
+            f"{task} learns the log-mel features as its targets, so it takes no feature "
+            "augmentation: set model.augment=null (or leave model/augment out)"
+        )
 
 
 class SpeechTask(L.LightningModule):
@@ -75,8 +95,19 @@ class SpeechTask(L.LightningModule):
         self.monitor_mode = monitor_mode
         self.step_guard = step_guard
         self.waveform_augment = waveform_augment
+        if step_guard is not None and waveform_augment is not None:
+            step_guard.extra_causes.append(
+                "the waveform augmentation (model.waveform_augment: a noise or impulse-response "
+                "file that is silent or not finite, an SNR range that is not finite)"
+            )
         self._loss_finite = torch.tensor(True)
         self._skip_scheduler_step = False
+        self._running_stats: RunningStatsSnapshot | None = None  # before the step: see the guard
+        self._first_step = 0  # the global step this fit started from
+        # (value, algorithm) a manually optimised task clips its gradients with before each
+        # optimizer step: the trainer's gradient_clip_val, handed over by the runner, since
+        # Lightning clips automatically optimised modules only (see manual_gradient_clip).
+        self.manual_gradient_clip: tuple[float, str] | None = None
         self.encoder_compiler = EncoderCompiler.from_config(compile)
 
     def check_example(self, num_samples: int, target: torch.Tensor) -> str | None:
@@ -124,6 +155,38 @@ class SpeechTask(L.LightningModule):
                 f"{type(self).__name__} has none; set model.compile.enabled=false"
             )
         self.encoder_compiler.compile(encoder)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.step_guard is not None:  # a resumed run counts a run of skips on
+            checkpoint[STEP_GUARD_KEY] = self.step_guard.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.step_guard is not None and STEP_GUARD_KEY in checkpoint:
+            self.step_guard.load_state_dict(checkpoint[STEP_GUARD_KEY])
+
+    def on_train_start(self) -> None:
+        self._first_step = self.trainer.global_step  # 0 unless resumed
+
+    def on_train_end(self) -> None:
+        """A fresh run whose every step the guard skipped made no optimizer step at all: its
+        weights are the initial ones, so the run stops as failed instead of testing and saving
+        them as trained (fewer skips in a row than the guard's limit do not stop it earlier).
+
+        Raises:
+            NonFiniteTrainingError: no step of a run started from scratch was finite.
+        """
+        guard = self.step_guard
+        if guard is None or guard.taken or not guard.skipped or self._first_step:
+            return
+        raise NonFiniteTrainingError(
+            f"no optimizer step was taken: all {guard.skipped} training step(s) of this run had "
+            "a non-finite loss, gradient norm or batch-norm statistics and were skipped, so the "
+            f"weights are untrained. Likely causes: {guard.likely_causes}."
+        )
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.step_guard is not None and self.automatic_optimization:
+            self._running_stats = RunningStatsSnapshot(self)  # a skipped step puts them back
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.encoder_compiler is not None:
@@ -196,17 +259,29 @@ class SpeechTask(L.LightningModule):
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """The non-finite step guard, after backward (and the gradient all-reduce under DDP, so
         every rank decides alike) and before the optimizer: a skipped step's gradients are
-        dropped, or, under ``16-mixed``, left to the gradient scaler, which skips it itself."""
+        dropped, or, under ``16-mixed``, left to the gradient scaler, which skips it itself.
+
+        Under manual optimisation the gradients are clipped here as :attr:`manual_gradient_clip`
+        says (Lightning calls this hook inside ``optimizer.step()``, after the gradient scaler
+        unscaled them, so the clip value means the same under every precision)."""
+        if not self.automatic_optimization and self.manual_gradient_clip is not None:
+            value, algorithm = self.manual_gradient_clip
+            self.clip_gradients(optimizer, value, algorithm)
         if self.step_guard is None:
             return
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
         finite = gradients_finite(self.parameters())
         if scaler is None:  # with a scaler, a finite-gradient step is taken whatever the loss
             finite = finite & self._loss_finite.to(finite.device)
+        if self._running_stats is not None:
+            finite = finite & self._running_stats.finite().to(finite.device)
         finite = self.trainer.strategy.reduce_boolean_decision(bool(finite), all=True)
+        if not finite:  # undone before the guard may stop the run: last.ckpt then saves them
+            if scaler is None:
+                optimizer.zero_grad(set_to_none=True)  # nothing to apply: the step changes nothing
+            if self._running_stats is not None:
+                self._running_stats.restore()  # nor do the statistics its forward pass moved
         skip = self.step_guard.record(finite, self.trainer.global_step)
-        if skip and scaler is None:
-            optimizer.zero_grad(set_to_none=True)  # nothing to apply: the step changes nothing
         self._skip_scheduler_step = skip
         self.log("train/skipped_steps", float(self.step_guard.skipped), on_step=True)
 
