@@ -5,6 +5,7 @@ without validation."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,29 @@ class ShortRunLogInterval(Callback):
                 trainer.log_every_n_steps,
             )
             trainer.log_every_n_steps = int(batches)
+
+
+def clipping_for_manual_optimisation(
+    task: L.LightningModule, trainer_cfg: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The trainer arguments that let a manually optimised task (HiFi-GAN's two optimizers) run
+    with ``trainer.gradient_clip_val`` set: Lightning refuses to clip such a task itself
+    ("Automatic gradient clipping is not supported for manual optimization"), so the value and
+    ``gradient_clip_algorithm`` go to the task (:attr:`SpeechTask.manual_gradient_clip`, applied
+    before each of its optimizer steps) and the trainer gets ``gradient_clip_val=None``. Empty
+    for an automatically optimised task, or when no clipping is asked for."""
+    value = trainer_cfg.get("gradient_clip_val")
+    if getattr(task, "automatic_optimization", True) or not value:
+        return {}
+    algorithm = trainer_cfg.get("gradient_clip_algorithm") or "norm"
+    task.manual_gradient_clip = (float(value), str(algorithm))
+    log.info(
+        "%s optimises manually: it clips its gradients itself (%s %s, trainer.gradient_clip_val)",
+        type(task).__name__,
+        algorithm,
+        value,
+    )
+    return {"gradient_clip_val": None}
 
 
 def adapt_to_no_validation(trainer: L.Trainer) -> None:

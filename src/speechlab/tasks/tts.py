@@ -18,7 +18,12 @@ from speechlab.data.collate import Batch
 from speechlab.nn.tacotron2 import Tacotron2, Tacotron2Output, diagonal_score, guided_attention_loss
 from speechlab.nn.vocoders.griffin_lim import GriffinLimVocoder
 from speechlab.tasks.artifacts import log_figure, log_synthesized_sample
-from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
+from speechlab.tasks.base import (
+    OptimizerFactory,
+    SchedulerFactory,
+    SpeechTask,
+    refuse_feature_augment,
+)
 from speechlab.tasks.figures import alignment_figure
 from speechlab.tasks.step_guard import NonFiniteStepGuard
 from speechlab.tasks.synthesis_metrics import (
@@ -63,6 +68,7 @@ class TTSTask(SpeechTask):
         judge_ckpt: a recognizer checkpoint for the CER metric, or ``None`` to skip it.
         num_logged_samples: validation utterances sent to the loggers each epoch.
         num_synthesized: validation utterances synthesized for MCD/CER per epoch (None = all).
+        augment: ``None`` only (``model.augment=null``): the features are the targets.
     """
 
     target_field = "text"
@@ -85,7 +91,9 @@ class TTSTask(SpeechTask):
         monitor: str = "val/mel_l1",
         monitor_mode: str = "min",
         step_guard: NonFiniteStepGuard | None = None,
+        augment: None = None,
     ) -> None:
+        refuse_feature_augment(augment, "speech synthesis (Tacotron 2)")
         super().__init__(frontend, optimizer, scheduler, None, monitor, monitor_mode, step_guard)
         if getattr(frontend, "normalize", "utterance") == "utterance":
             raise ValueError(

@@ -31,7 +31,7 @@ from speechlab.nn.vocoders.hifigan import (
     generator_adversarial_loss,
 )
 from speechlab.tasks.artifacts import log_synthesized_sample
-from speechlab.tasks.base import OptimizerFactory, SpeechTask
+from speechlab.tasks.base import OptimizerFactory, SpeechTask, refuse_feature_augment
 from speechlab.tasks.synthesis_metrics import (
     IntelligibilityJudge,
     judge_on,
@@ -108,6 +108,7 @@ class HiFiGANTask(SpeechTask):
         judge_ckpt: a recognizer checkpoint for the CER, or ``None``.
         num_logged_samples: validation utterances sent to the loggers.
         num_synthesized: validation utterances resynthesized per epoch (``None``: all).
+        augment: ``None`` only (``model.augment=null``): the features are the targets.
 
     Raises:
         ValueError: per-utterance normalisation, a generator whose hop differs from the
@@ -136,7 +137,9 @@ class HiFiGANTask(SpeechTask):
         num_synthesized: int | None = None,
         monitor: str = "val/mel_l1",
         monitor_mode: str = "min",
+        augment: None = None,
     ) -> None:
+        refuse_feature_augment(augment, "a vocoder (HiFi-GAN)")
         super().__init__(frontend, optimizer, None, None, monitor, monitor_mode, None)
         self.automatic_optimization = False
         if getattr(frontend, "normalize", "utterance") == "utterance":
