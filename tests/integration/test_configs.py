@@ -10,6 +10,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import OmegaConf
 
 from speechlab.checkpoint.recipe import build_task
+from speechlab.run.config_check import check_config
 from speechlab.run.train import instantiate_group
 from speechlab.text.tokenizers import CharTokenizer
 from tests.conftest import CONF, composed
@@ -28,6 +29,7 @@ def job_config(cfg):
 
 def build_all(cfg) -> None:
     cfg = job_config(cfg)
+    check_config(cfg)  # every shipped config passes the check a run makes before any data
     task_class = hydra.utils.get_class(cfg.model._target_)
     source = {"source_field": task_class.source_field} if task_class.source_field else {}
     datamodule = hydra.utils.instantiate(cfg.data, target_field=task_class.target_field, **source)
@@ -56,6 +58,16 @@ CASES = [(group, option) for group in GROUPS for option in options(group)]
 def test_every_config_composes_and_instantiates(group: str, option: str, tmp_path: Path):
     with composed("train", [f"{group}={option}"], tmp_path) as cfg:
         build_all(cfg)
+
+
+MODEL_DEBUG = [(model, debug) for model in options("model") for debug in options("debug")]
+
+
+@pytest.mark.parametrize(("model", "debug"), MODEL_DEBUG, ids=[f"{m}-{d}" for m, d in MODEL_DEBUG])
+def test_every_debug_preset_fits_every_model(model: str, debug: str, tmp_path: Path):
+    # debug=overfit sets model.augment=null: every task must take it
+    with composed("train", [f"model={model}", f"debug={debug}"], tmp_path) as cfg:
+        check_config(job_config(cfg))
 
 
 @pytest.mark.parametrize("option", options("trainer"))

@@ -17,6 +17,7 @@ from speechlab.audio.io import read_audio
 from speechlab.checkpoint.recipe import load_checkpoint
 from speechlab.run.evaluate import run as evaluate
 from speechlab.run.train import run as train
+from speechlab.text.tokenizers import load_tokenizer
 from tests.conftest import REPO, composed
 
 CTC = [
@@ -155,3 +156,31 @@ def test_build_lm_then_beam_search_with_lexicon_and_lm_from_evaluate(ctc_run, tm
     vocabulary = set(words)
     assert all(set(h.split()) <= vocabulary for h in hypotheses), "lexicon decoding emits words"
     assert 0.0 <= evaluated["test/wer"] <= 1.5
+
+
+def test_a_sentencepiece_vocabulary_the_texts_cannot_fill_is_recorded_as_built(
+    mini_voice, data_dir, tmp_path
+):
+    """`data.tokenizer.kind=unigram +data.tokenizer.vocab_size=5000` on a corpus whose texts
+    allow fewer pieces: hparams.yaml, the loggers and the checkpoint's recipe say how many the
+    tokenizer has, not the size asked for."""
+    overrides = [
+        *CTC,
+        f"paths.data_dir={data_dir}",
+        "data.tokenizer.kind=unigram",
+        "+data.tokenizer.vocab_size=5000",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=1",
+        "+trainer.limit_val_batches=1",
+        "+trainer.limit_test_batches=1",
+    ]
+    with composed("train", overrides, tmp_path) as cfg:
+        train(cfg)
+    (checkpoint,) = (tmp_path / "checkpoints").glob("epoch_*.ckpt")
+    recipe = load_checkpoint(checkpoint)["speechlab"]
+    built = recipe["data"]["tokenizer"]["vocab_size"]
+    pieces = load_tokenizer(recipe["task_inputs"]["tokenizer"]).pieces
+    assert built == pieces < 5000
+    (hparams,) = (tmp_path / "csv").rglob("hparams.yaml")
+    text = hparams.read_text()
+    assert f"vocab_size: {built}" in text and "5000" not in text

@@ -338,6 +338,23 @@ class SpeechDataModule(L.LightningDataModule):
             return inputs
         return {"labels": list(self.labels)}
 
+    def built_options(self) -> dict[str, dict[str, Any]]:
+        """The data options as built where they differ from those asked for: a SentencePiece
+        tokenizer whose training texts allowed fewer pieces than ``vocab_size`` is recorded
+        (config, hyperparameters, loggers) with the pieces it has, e.g.
+        ``{"tokenizer": {"kind": "unigram", "vocab_size": 93}}``."""
+        if not self.datasets:
+            self.setup()
+        built: dict[str, dict[str, Any]] = {}
+        for key, spec, targets in (
+            ("tokenizer", self.tokenizer_spec, self.target),
+            ("source_tokenizer", self.source_tokenizer_spec, self.source),
+        ):
+            pieces = getattr(getattr(targets, "tokenizer", None), "pieces", None)
+            if pieces is not None and spec.get("vocab_size") not in (None, pieces):
+                built[key] = {**spec, "vocab_size": pieces}
+        return built
+
     # -- loaders ---------------------------------------------------------------------------
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if not self.datasets:

@@ -295,12 +295,13 @@ class BestToLoggers(Callback):
             logger.log_metrics({f"{self.record.monitor}_best": best}, step=trainer.global_step)
 
 
-def finish_runs(loggers: Iterable[Logger]) -> None:
-    """End the wandb run this process opened. The jobs of a multirun share one process (Hydra's
+def finish_runs(loggers: Iterable[Logger], exit_code: int = 0) -> None:
+    """End the wandb run this process opened, with the job's ``exit_code`` (non-zero: wandb
+    shows the run as failed, not finished). The jobs of a multirun share one process (Hydra's
     basic launcher runs them one after another), and wandb would log the next job into the run
     still open."""
     if any(type(logger).__name__ == "WandbLogger" for logger in loggers):
         import wandb
 
         if wandb.run is not None:
-            wandb.finish()
+            wandb.finish(exit_code=exit_code)

@@ -13,6 +13,8 @@ from speechlab.checkpoint.recipe import RECIPE_KEY, load_checkpoint, restore_tas
 from speechlab.data.datamodule import build_datamodule
 from speechlab.run import resolvers  # noqa: F401  (config resolvers: paths use ${launch_dir:})
 from speechlab.run.callbacks import SkippedAudioReport
+from speechlab.run.config_check import check_config
+from speechlab.run.console import quiet_console
 from speechlab.run.reports import plain_metrics, print_metrics, write_metrics, write_predictions
 from speechlab.tasks.vocoder import restore_with_vocoder
 
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Test ``cfg.ckpt_path``; write ``metrics.json`` and ``predictions.tsv`` into the run dir."""
+    quiet_console()
+    check_config(cfg)  # the trainer's settings, before the checkpoint and its data are read
     checkpoint = load_checkpoint(cfg.ckpt_path)
     recipe = checkpoint[RECIPE_KEY]
     data_cfg = OmegaConf.merge(OmegaConf.create(recipe["data"]), cfg.get("data") or {})

@@ -32,8 +32,11 @@ from speechlab.run.callbacks import (
     ShortRunLogInterval,
     SkippedAudioReport,
     adapt_to_no_validation,
+    clipping_for_manual_optimisation,
 )
 from speechlab.run.cluster import ProcessLayoutLog, check_slurm_shape
+from speechlab.run.config_check import check_config
+from speechlab.run.console import ModelSummaryTable, announce_run_dir, quiet_console
 from speechlab.run.dashboards import (
     BestToLoggers,
     finish_runs,
@@ -142,6 +145,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
     """
     run_dir = Path(cfg.paths.output_dir)
     multirun, overrides = hydra_job()
+    try:
+        check_config(cfg, overrides)  # before any data is prepared
+    except ValueError as error:  # recorded as a failed attempt: the sweep summary shows it
+        failed = RunRecord(run_dir, cfg.model.get("monitor") or "val/loss", "min", overrides)
+        failed.start()
+        failed.fail(error)
+        raise
     limits = TrainingLimits.of(cfg.trainer)
     state = plan_resume(cfg.get("ckpt_path"), run_dir, multirun, overrides, limits)
     if state.finished:
@@ -163,12 +173,24 @@ def run(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def record_as_built(cfg: DictConfig, built: dict[str, dict[str, Any]]) -> None:
+    """Put the data options as built (:meth:`SpeechDataModule.built_options`) into ``cfg.data``,
+    so the checkpoint's recipe, ``hparams.yaml`` and every logger record what the run trained
+    with, not what was asked for (``.hydra/config.yaml`` keeps what was asked)."""
+    for key, options in built.items():
+        log.info("data.%s recorded as built: %s (asked: %s)", key, options, cfg.data.get(key))
+        with open_dict(cfg.data):
+            cfg.data[key] = options
+
+
 def fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None) -> dict[str, float]:
     """The recipe: seed, data, model, callbacks, loggers, trainer; fit from ``ckpt_path``, test."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
     quiet_other_ranks()
+    quiet_console()
+    announce_run_dir(cfg.paths.output_dir)
     per_node = processes_per_node(cfg.trainer.accelerator, cfg.trainer.devices)
     configure_threads(plan_threads(cfg.threads.intra_op, cfg.threads.inter_op, per_node))
     task_class = hydra.utils.get_class(cfg.model._target_)
@@ -179,6 +201,7 @@ def fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None) -> d
         lock_dir=cfg.paths.data_dir,
     )
     task_inputs = datamodule.task_inputs()
+    record_as_built(cfg, datamodule.built_options())
     task = build_task(cfg.model, task_inputs)
     datamodule.drop_inadmissible(task.check_example)
 
@@ -194,6 +217,8 @@ def fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None) -> d
         record,
         BestToLoggers(record),  # after the record: it reads the best value the record just kept
     ]
+    if cfg.trainer.get("enable_model_summary", True) is not False:
+        callbacks.append(ModelSummaryTable())  # parameters per module, without empty columns
     loggers = instantiate_group(cfg.get("logger"))
     namespace = task_class.metric_namespace
     for logger in loggers:
@@ -201,7 +226,10 @@ def fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None) -> d
             namespace_metrics(logger, namespace)
     ddp_children_join_this_job()
     trainer: L.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        **clipping_for_manual_optimisation(task, cfg.trainer),
     )
     check_slurm_shape(trainer)
     adapt_to_no_validation(trainer)
@@ -224,8 +252,11 @@ def fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None) -> d
 
     try:
         metrics = fit_then_test(cfg, trainer, task, datamodule, record, ckpt_path)
-    finally:
-        finish_runs(loggers)
+    except BaseException as error:  # the dashboards show the job as failed, not finished
+        code = error.code if isinstance(error, SystemExit) else 1
+        finish_runs(loggers, exit_code=code if isinstance(code, int) and code else 1)
+        raise
+    finish_runs(loggers)
     if trainer.is_global_zero:
         print_metrics(f"{task_class.__name__} on {datamodule.reader.name}", metrics)
     return metrics

@@ -218,12 +218,13 @@ class SentencePieceTokenizer:
                 f"failed on {len(sentences)} training sentences: {advice} ({error})"
             ) from error
         tokenizer = cls(model.getvalue(), kind)
-        made = len(tokenizer.tokens) - 1  # SentencePiece's pieces, without the CTC blank
+        made = tokenizer.pieces
         if made < vocab_size:
             log.warning(
                 "data.tokenizer.vocab_size=%d asked, but the %d training sentences allow only %d "
-                "%s pieces: the tokenizer has %d (its size is in tokenizer.json and the "
-                "checkpoint). Set data.tokenizer.vocab_size=%d to make the config say so.",
+                "%s pieces: the tokenizer has %d (the run records that size: tokenizer.json, "
+                "the checkpoint, hparams and loggers). Set data.tokenizer.vocab_size=%d to ask "
+                "for it.",
                 vocab_size,
                 len(sentences),
                 made,
@@ -236,6 +237,11 @@ class SentencePieceTokenizer:
     @property
     def vocab_size(self) -> int:
         return len(self.tokens)
+
+    @property
+    def pieces(self) -> int:
+        """SentencePiece's pieces, without the CTC blank: what ``vocab_size`` asks for."""
+        return len(self.tokens) - 1
 
     def unknown(self, text: str) -> set[str]:
         unk = self.processor.unk_id()
