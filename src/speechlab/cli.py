@@ -19,6 +19,10 @@ from pathlib import Path
 
 log = logging.getLogger("speechlab")
 
+# Shards close at this size when neither --shard-size nor --shard-seconds is given: the shard
+# size WebDataset's own examples and the Hugging Face Hub's WebDataset guide use.
+DEFAULT_SHARD_SIZE = "1GB"
+
 
 def _load_task(ckpt: str, device: str, decoding: dict[str, object], command: str = "transcribe"):
     from speechlab.checkpoint.recipe import load_checkpoint, restore_task
@@ -309,15 +313,17 @@ def shard(args: argparse.Namespace) -> int:
     from speechlab.data.reader import SPLITS, CorpusLayoutError
     from speechlab.data.shard_writer import write_shards
 
+    size = args.shard_size
+    if size is None and args.shard_seconds is None:
+        size = DEFAULT_SHARD_SIZE
+        print(f"speechlab shard: shards of at most {size} (--shard-size)", file=sys.stderr)
     try:
-        shard_bytes = _parse_size(args.shard_size) if args.shard_size else None
-    except ValueError:
+        shard_bytes = _parse_size(size) if size else None
+    except (ValueError, OverflowError):
         raise SystemExit(
             f"speechlab shard: --shard-size {args.shard_size!r} is not a size (e.g. 256MB)"
         ) from None
     shard_seconds = args.shard_seconds
-    if shard_seconds is None and shard_bytes is None:
-        raise SystemExit("speechlab shard: give --shard-seconds and/or --shard-size")
     if Path(args.output).exists() and not Path(args.output).is_dir():
         raise SystemExit(
             f"speechlab shard: -o {args.output} is a file; the shards go into a folder "
@@ -434,8 +440,18 @@ def parser() -> argparse.ArgumentParser:
         help="config overrides as for train.py: data=<corpus> data.reader.root=... (Hydra)",
     )
     h.add_argument("-o", "--output", required=True, help="folder: <output>/<split>/shard-*.tar")
-    h.add_argument("--shard-seconds", type=float, help="close a shard at this much audio (s)")
-    h.add_argument("--shard-size", help="close a shard at this size: bytes, or 64MB, 1GB")
+    h.add_argument(
+        "--shard-seconds",
+        type=float,
+        help="close a shard at this much audio (s); with neither this nor --shard-size, shards "
+        f"close at {DEFAULT_SHARD_SIZE}",
+    )
+    h.add_argument(
+        "--shard-size",
+        help="close a shard at this size: bytes, or 64MB, 1GB (default: "
+        f"{DEFAULT_SHARD_SIZE}, the shard size of WebDataset's and the Hugging Face Hub's "
+        "guides, when --shard-seconds is not given either)",
+    )
     h.add_argument("--splits", nargs="+", choices=("train", "validation", "test"))
     h.add_argument("--seed", type=int, default=0, help="seed of the utterance order in shards")
     h.add_argument("--config-dir", help="the conf/ folder (default: ./conf, then the checkout's)")

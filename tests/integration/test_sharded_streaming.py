@@ -168,3 +168,17 @@ def test_shards_of_8_and_1_clips_under_two_process_ddp_train_every_clip(tmp_path
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["global_step"] == 3  # steps trained per rank (before: 1)
     assert "left out" not in result.stdout + result.stderr
+
+
+def test_shard_without_a_size_uses_the_usual_one_gigabyte_and_says_so(tmp_path, capsys) -> None:
+    root = shared_data("layouts", "speech_commands_v0.02")
+    overrides = [*SPEECH_COMMANDS, f"data.reader.root={root}", f"paths.data_dir={tmp_path}/data"]
+    args = ["shard", *overrides, "-o", str(tmp_path / "shards"), "--splits", "train"]
+    assert main([*args, "--config-dir", str(REPO / "conf")]) == 0
+    assert "shards of at most 1GB" in capsys.readouterr().err
+    index = load_shard_index(tmp_path / "shards", "train")
+    assert len(index.shards) == 1 and index.utterances > 3  # a few MB: one shard
+    with pytest.raises(SystemExit) as shown:
+        main(["shard", "--help"])
+    assert shown.value.code == 0
+    assert "1GB" in capsys.readouterr().out

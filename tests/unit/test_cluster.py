@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -10,7 +11,12 @@ import lightning as L
 import pytest
 from omegaconf import OmegaConf
 
-from speechlab.run.cluster import check_slurm_shape, process_layout, slurm_step
+from speechlab.run.cluster import (
+    check_slurm_shape,
+    process_layout,
+    slurm_gpus_per_node,
+    slurm_step,
+)
 from tests.conftest import composed
 
 STEP = {"SLURM_JOB_ID": "4242", "SLURM_STEP_ID": "3", "SLURM_JOB_NAME": "speechlab"}
@@ -112,3 +118,50 @@ def test_a_trainer_shaped_unlike_its_slurm_job_step_stops_before_training(
     with pytest.raises(ValueError, match=re.escape(message)) as error:
         check_slurm_shape(trainer)
     assert "SLURM started 2 task(s)" in str(error.value) and "--ntasks-per-node" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("devices", "expected"), [(4, 4), ("2", 2), ([0, 1, 2], 3), ("auto", 8), (-1, 8)]
+)
+def test_a_slurm_job_gets_the_gpus_per_node_trainer_devices_says(devices, expected):
+    calls = []
+
+    def sinfo(args):
+        calls.append(args)
+        return "gpu:a100:8(S:0-1)\ngpu:a100:8(S:0-1)\n"
+
+    assert slurm_gpus_per_node(devices, "gpu", sinfo=sinfo) == expected
+    if devices in ("auto", -1):
+        assert calls == [["--noheader", "-o", "%G", "-p", "gpu"]]
+
+
+@pytest.mark.parametrize(
+    ("output", "found"),
+    [("(null)\n", "0"), ("gpu:4\ngpu:v100:2,gpu:t4:2\ngpu:8\n", "4, 8"), ("", "none")],
+)
+def test_devices_auto_that_sinfo_cannot_size_says_what_to_set(output, found):
+    with pytest.raises(ValueError) as caught:
+        slurm_gpus_per_node("auto", None, sinfo=lambda args: output)
+    message = str(caught.value)
+    assert f"have {found} GPU(s) each" in message and "trainer.devices=<GPUs per node>" in message
+
+
+def test_devices_auto_without_sinfo_says_what_to_set():
+    def missing(args):
+        raise FileNotFoundError("sinfo")
+
+    with pytest.raises(ValueError, match=r"set trainer.devices=<GPUs per node>"):
+        slurm_gpus_per_node("auto", "gpu", sinfo=missing)
+
+
+def test_launcher_submitit_slurm_with_trainer_ddp_sizes_the_job_from_the_partition(
+    tmp_path, monkeypatch
+):
+    sinfo = tmp_path / "bin" / "sinfo"
+    sinfo.parent.mkdir()
+    sinfo.write_text('#!/bin/sh\necho "gpu:h100:4(S:0-1)"\n')
+    sinfo.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{sinfo.parent}:{os.environ['PATH']}")
+    with composed("train", ["launcher=submitit_slurm", "trainer=ddp"], tmp_path) as cfg:
+        launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert launcher["gpus_per_node"] == launcher["tasks_per_node"] == 4

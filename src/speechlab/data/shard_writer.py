@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -110,11 +111,11 @@ def write_shards(
     """
     if shard_seconds is None and shard_bytes is None:
         raise ValueError("write_shards needs shard_seconds or shard_bytes to size the shards")
-    if (shard_seconds is not None and shard_seconds <= 0) or (
+    if (shard_seconds is not None and not 0 < shard_seconds < math.inf) or (
         shard_bytes is not None and shard_bytes <= 0
     ):
         raise ValueError(
-            f"shard sizes must be positive, got shard_seconds={shard_seconds}, "
+            f"shard sizes must be positive and finite, got shard_seconds={shard_seconds}, "
             f"shard_bytes={shard_bytes}"
         )
     folder = Path(directory) / split

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+import subprocess
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning as L
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Callback
+from omegaconf import OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,78 @@ def slurm_step(otherwise: str, environ: Mapping[str, str] | None = None) -> str:
     if not job or not step or environ.get("SLURM_JOB_NAME") in ("bash", "interactive"):
         return otherwise
     return f"slurm-{job}.{step}"
+
+
+def _gpus_in_gres(gres: str) -> int:
+    """The GPUs of one ``sinfo -o %G`` entry: ``gpu:4``, ``gpu:a100:8(S:0-1)``,
+    ``gpu:v100:2,gpu:t4:1``, ``(null)``."""
+    total = 0
+    for item in gres.split(","):
+        parts = item.split("(")[0].split(":")
+        if parts[0] == "gpu" and len(parts) >= 2 and parts[-1].isdigit():
+            total += int(parts[-1])
+    return total
+
+
+def slurm_gpus_per_node(
+    devices: Any,
+    partition: str | None = None,
+    sinfo: Callable[[list[str]], str] | None = None,
+) -> int:
+    """GPUs (and training tasks) per node for a SLURM job, from ``trainer.devices``.
+
+    A count is taken as it is, a list of device ids by its length. ``auto`` (``trainer=ddp``'s
+    default: every GPU a node has) cannot size a job by itself, so the nodes of ``partition`` are
+    asked (``sinfo -o %G``): when they all have the same number of GPUs, that is the answer.
+
+    Args:
+        devices: ``trainer.devices``: an int, a list of ids, ``auto`` or ``-1``.
+        partition: ``hydra.launcher.partition`` (``None``: the cluster's default partition).
+        sinfo: runs ``sinfo`` with the given arguments and returns its output (for tests).
+
+    Raises:
+        ValueError: ``auto`` and no ``sinfo``, no GPU, or nodes with different numbers of GPUs;
+            the message says to set ``trainer.devices``.
+    """
+    if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices):
+        return len(devices)
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices > 0:
+        return devices
+    if isinstance(devices, str) and devices.isdigit() and int(devices) > 0:
+        return int(devices)
+    if str(devices) not in ("auto", "-1"):
+        raise ValueError(
+            f"trainer.devices={devices} cannot size a SLURM job: set trainer.devices to the "
+            "number of GPUs per node (e.g. trainer.devices=4)"
+        )
+    where = f"partition {partition}" if partition else "the default partition"
+    fix = (
+        "set trainer.devices=<GPUs per node> (e.g. trainer.devices=4), or hydra.launcher."
+        "partition to a partition whose nodes all have the same number of GPUs"
+    )
+    args = ["--noheader", "-o", "%G", *(["-p", str(partition)] if partition else [])]
+    try:
+        output = (sinfo or _run_sinfo)(args)
+    except (OSError, subprocess.SubprocessError) as error:
+        raise ValueError(
+            f"trainer.devices={devices} (every GPU of a node) cannot size a SLURM job here: "
+            f"asking SLURM how many GPUs the nodes of {where} have failed ({error}); {fix}"
+        ) from None
+    counts = sorted({_gpus_in_gres(line.strip()) for line in output.splitlines() if line.strip()})
+    if len(counts) == 1 and counts[0] > 0:
+        log.info("trainer.devices=%s: %d GPUs per node in %s (sinfo)", devices, counts[0], where)
+        return counts[0]
+    found = ", ".join(map(str, counts)) or "none"
+    raise ValueError(
+        f"trainer.devices={devices} (every GPU of a node) cannot size a SLURM job: the nodes of "
+        f"{where} have {found} GPU(s) each (sinfo -o %G); {fix}"
+    )
+
+
+def _run_sinfo(args: list[str]) -> str:
+    return subprocess.run(
+        ["sinfo", *args], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
 
 
 def check_slurm_shape(trainer: L.Trainer) -> None:

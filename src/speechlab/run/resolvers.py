@@ -104,7 +104,7 @@ def on_cuda(accelerator: str, when_cuda: Any = True, otherwise: Any = False) -> 
 
 
 def register() -> None:
-    from speechlab.run.cluster import slurm_step
+    from speechlab.run.cluster import slurm_gpus_per_node, slurm_step
     from speechlab.run.loggers import run_id
 
     # ${launch_dir:}: where data/ and logs/ go, for single runs and multiruns alike
@@ -112,6 +112,11 @@ def register() -> None:
     # ${slurm_step:<otherwise>}: one run dir for all tasks of a SLURM job step (every node's).
     # Cached like Hydra's ${now:}, so a submitit job resolves the sweep dir its launcher chose.
     OmegaConf.register_new_resolver("slurm_step", slurm_step, use_cache=True, replace=True)
+    # ${slurm_gpus_per_node:${trainer.devices},${hydra.launcher.partition}}: a SLURM job's GPUs
+    # and tasks per node; trainer.devices=auto asks sinfo how many GPUs the nodes have
+    OmegaConf.register_new_resolver(
+        "slurm_gpus_per_node", slurm_gpus_per_node, use_cache=True, replace=True
+    )
     OmegaConf.register_new_resolver("wandb_offline", wandb_offline, replace=True)
     # ${run_id:${paths.output_dir}}: one id per run dir, so a resumed run continues its tracker run
     OmegaConf.register_new_resolver("run_id", run_id, replace=True)
