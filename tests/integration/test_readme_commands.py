@@ -372,6 +372,10 @@ class Workspace:
         extra = list(TRAIN_LIMITS)
         if p.provides in PRODUCER_EPOCHS:
             extra[0] = f"trainer.max_epochs={PRODUCER_EPOCHS[p.provides]}"
+        if "ckpt_path=last" in words:
+            # the run it resumes finished its one epoch: one more is left to train, as a killed
+            # run has (with the same limits the resume says there is nothing left to train)
+            extra[0] = "trainer.max_epochs=2"
         overrides = [w for w in words[2:] if w != "-m"]
         target = composed_prepare(overrides)
         extra += [
