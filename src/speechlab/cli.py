@@ -271,7 +271,8 @@ def average(args: argparse.Namespace) -> int:
 
 
 def _compose_data(overrides: Sequence[str], config_dir: str | None):
-    """The ``data`` node of ``conf/train.yaml`` composed with ``overrides``, as train.py would.
+    """The ``data`` node of ``conf/train.yaml`` composed with ``overrides``, as train.py would,
+    and checked as train.py checks it (:func:`speechlab.run.config_check.check_config`).
 
     The config folder is ``config_dir``, else ``./conf``, else the ``conf/`` of the checkout
     speechlab is installed from."""
@@ -288,10 +289,14 @@ def _compose_data(overrides: Sequence[str], config_dir: str | None):
             f"speechlab shard: no train.yaml in {' or '.join(map(str, candidates))}; run it "
             "from the speechlab checkout or pass --config-dir <its conf/>"
         )
+    from speechlab.run.config_check import ConfigValueError, check_config
+
     try:
         with initialize_config_dir(config_dir=str(found.resolve()), version_base="1.3"):
-            return compose(config_name="train", overrides=list(overrides)).data
-    except HydraException as error:
+            cfg = compose(config_name="train", overrides=list(overrides))
+            check_config(cfg, overrides)  # a value of the wrong shape, before any data is read
+            return cfg.data
+    except (HydraException, ConfigValueError) as error:
         raise SystemExit(f"speechlab shard: {error}") from None
 
 
@@ -316,13 +321,17 @@ def shard(args: argparse.Namespace) -> int:
     size = args.shard_size
     if size is None and args.shard_seconds is None:
         size = DEFAULT_SHARD_SIZE
-        print(f"speechlab shard: shards of at most {size} (--shard-size)", file=sys.stderr)
     try:
         shard_bytes = _parse_size(size) if size else None
     except (ValueError, OverflowError):
         raise SystemExit(
             f"speechlab shard: --shard-size {args.shard_size!r} is not a size (e.g. 256MB)"
         ) from None
+    if shard_bytes is not None and shard_bytes < 1:
+        raise SystemExit(
+            f"speechlab shard: --shard-size {size} is less than one byte; give a positive size "
+            "(e.g. 256MB)"
+        )
     shard_seconds = args.shard_seconds
     if Path(args.output).exists() and not Path(args.output).is_dir():
         raise SystemExit(
@@ -330,6 +339,8 @@ def shard(args: argparse.Namespace) -> int:
             "(<output>/<split>/shard-*.tar): name a new or existing folder"
         )
     data_cfg = _compose_data(args.overrides, args.config_dir)
+    if args.shard_size is None and args.shard_seconds is None:
+        print(f"speechlab shard: shards of at most {size} (--shard-size)", file=sys.stderr)
     datamodule = hydra.utils.instantiate(data_cfg, target_field="label")
     try:
         datamodule.prepare_data()  # the corpus reader and its cached manifest

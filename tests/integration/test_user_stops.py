@@ -85,7 +85,7 @@ def test_evaluating_a_checkpoint_that_is_not_there_prints_what_to_pass(tmp_path)
     result = typed("evaluate.py", f"ckpt_path={tmp_path / 'nope.ckpt'}")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert f"no checkpoint at {tmp_path / 'nope.ckpt'}" in result.stderr
+    assert f"Error: ckpt_path={tmp_path / 'nope.ckpt'}" in result.stderr
 
 
 def test_a_corpus_that_is_not_where_the_config_says_prints_the_layout_expected(tmp_path):

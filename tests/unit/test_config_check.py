@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from omegaconf import OmegaConf
 
 from speechlab.run.config_check import ConfigValueError, check_config, fits
 from tests.conftest import composed
@@ -15,8 +16,10 @@ from tests.integration.test_configs import job_config
 
 
 def check(overrides: list[str], tmp_path: Path) -> None:
+    """The check as a run makes it: on the job's config, its interpolations not yet resolved."""
     with composed("train", overrides, tmp_path) as cfg:
-        check_config(job_config(cfg), overrides)
+        job = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+        check_config(job, overrides)
 
 
 @pytest.mark.parametrize(
@@ -38,6 +41,26 @@ def check(overrides: list[str], tmp_path: Path) -> None:
         (["model=kws_cnn", "data=mini_commands", "model.label_smoothing=true"], ["a number"]),
         # a key the object does not take
         (["+model.encoder.hiden_size=3"], ["hiden_size", "hidden_size", "~model.encoder"]),
+        # a group's option misspelled, or typed as a value; a group placed under another key
+        (["model.scheduler=cosine"], ["'cosine' is none of them", "model/scheduler=<option>"]),
+        (["model.frontend=logmel_global"], ["model/frontend=logmel_global"]),
+        (
+            ["model=kws_cnn", "data=mini_commands", "model.encoder=bc_resnet"],
+            ["model/kws_encoder@model.encoder=bc_resnet"],
+        ),
+        # a plain group of keys given a value: the key it is meant for
+        (["model.decoding=beam"], ["model.decoding.kind=beam"]),
+        (["data.tokenizer=unigram"], ["data.tokenizer.kind=unigram"]),
+        # the keys of a typed group (model.compile)
+        (["model.compile.enabled=no"], ["model.compile.enabled takes true/false", "string (no)"]),
+        (["model.compile.frames=256"], ["model.compile.frames takes a list", "an int (256)"]),
+        (["+model.compile.turbo=true"], ["model.compile.turbo is no key of it", "enabled"]),
+        # values a type lets through that Lightning refuses
+        (["trainer.devices=two"], ["trainer.devices takes a count"]),
+        (["trainer.accelerator=tpuu"], ["trainer.accelerator takes one of", "cpu", "gpu"]),
+        (["+trainer.strategy=dpp"], ["trainer.strategy takes one of", "ddp"]),
+        # plain values of train.yaml
+        (["seed=abc"], ["seed=abc", "seed takes an int"]),
     ],
 )
 def test_a_value_of_the_wrong_shape_or_type_names_the_key_and_what_to_write(
@@ -62,6 +85,10 @@ def test_a_value_of_the_wrong_shape_or_type_names_the_key_and_what_to_write(
         ["model=tacotron2", "data=mini_speaker", "debug=overfit"],  # model.augment=null
         ["model=hifigan", "data=mini_speaker", "debug=overfit"],
         ["model=st_las", "data=mini_covost", "model.init_from.ckpt=x.ckpt"],
+        ["trainer.devices=[0,1]", "trainer.accelerator=gpu", "+trainer.strategy=ddp"],
+        ["model=kws_cnn", "data=mini_commands", "model/kws_encoder@model.encoder=bc_resnet"],
+        ["data.tokenizer.kind=unigram", "+data.tokenizer.vocab_size=256"],
+        ["model.decoding.kind=beam", "model.decoding.beam_size=8"],
     ],
 )
 def test_what_users_type_to_change_a_setting_passes(overrides: list[str], tmp_path: Path):

@@ -4,6 +4,7 @@ traceback; a launcher setting that cannot work stops a sweep before any job."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -72,8 +73,16 @@ def test_hydra_full_error_keeps_every_traceback(tmp_path, monkeypatch):
         check_config(job_config(cfg), ["model.compile=true"])
 
 
+def fake_slurm(folder: Path, *commands: str) -> None:
+    """Executables of SLURM's names in ``folder`` (``sbatch``: a login node's)."""
+    for command in commands:
+        (folder / command).write_text("#!/bin/sh\nexit 0\n")
+        (folder / command).chmod(0o755)
+
+
 def test_a_slurm_sweep_that_cannot_be_sized_stops_before_any_job(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("PATH", str(tmp_path))  # no sinfo
+    fake_slurm(tmp_path, "sbatch")
+    monkeypatch.setenv("PATH", str(tmp_path))  # sbatch, but no sinfo
     with (
         composed("train", ["launcher=submitit_slurm", "trainer=ddp"], tmp_path) as cfg,
         pytest.raises(SystemExit) as caught,
@@ -85,7 +94,50 @@ def test_a_slurm_sweep_that_cannot_be_sized_stops_before_any_job(tmp_path, monke
     assert "Traceback" not in printed
 
 
-def test_a_sweep_whose_settings_resolve_starts(tmp_path: Path):
+def test_a_sweep_whose_settings_resolve_starts(tmp_path: Path, monkeypatch):
+    fake_slurm(tmp_path, "sbatch")
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     with composed("train", ["launcher=submitit_slurm", "trainer.devices=2"], tmp_path) as cfg:
         CheckBeforeSweep().on_multirun_start(config=cfg)
         assert OmegaConf.select(cfg, "hydra.launcher.gpus_per_node") == 2
+
+
+def test_a_slurm_sweep_off_the_cluster_says_where_to_start_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch: not a SLURM login node
+    with (
+        composed("train", ["launcher=submitit_slurm", "trainer.devices=1"], tmp_path) as cfg,
+        pytest.raises(SystemExit) as caught,
+    ):
+        CheckBeforeSweep().on_multirun_start(config=cfg)
+    assert caught.value.code == 1
+    printed = capsys.readouterr().err
+    assert "sbatch" in printed and "launcher=submitit_local" in printed
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        # our own check inside a constructor: the message alone, naming the target
+        (
+            {
+                "_target_": "speechlab.audio.augment.WaveformAugment",
+                "sample_rate": 16000,
+                "noise_prob": 2.0,
+            },
+            RunStopped,
+        ),
+        # a library's error inside a constructor: a bug, with its own traceback
+        ({"_target_": "torch.nn.Linear", "in_features": -3, "out_features": 2}, RuntimeError),
+    ],
+)
+def test_a_constructor_error_is_judged_by_its_cause(target, expected, monkeypatch):
+    import hydra
+
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    with pytest.raises(expected) as caught, stops_as_messages():
+        hydra.utils.instantiate(target)
+    if expected is RunStopped:
+        assert "noise_prob must be in [0, 1]" in str(caught.value)
+        assert "speechlab.audio.augment.WaveformAugment" in str(caught.value)
+    else:
+        assert caught.value.__traceback__ is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from speechlab.text.tokenizers import (
     PhonemeTokenizer,
     SentencePieceTokenizer,
     cached_tokenizer,
+    check_tokenizer_spec,
     load_tokenizer,
     train_tokenizer,
 )
@@ -124,3 +126,22 @@ def test_a_vocab_size_above_what_the_texts_allow_is_said_with_the_value_to_set(k
     assert made < 5000
     assert "vocab_size=5000 asked" in caplog.text
     assert f"Set data.tokenizer.vocab_size={made}" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (
+            {"kind": "unigram", "vocab_size": "abc"},
+            "data.tokenizer.vocab_size='abc': it takes a whole",
+        ),
+        ({"kind": "bpe", "vocab_size": 50.5}, "data.tokenizer.vocab_size=50.5"),
+        ({"kind": "unigram", "vocab_size": 0}, "a whole number of pieces > 0"),
+        ({"kind": "unigram", "character_coverage": 2}, "character_coverage=2"),
+        ({"kind": "char", "vocab_size": 64}, "the char tokenizer takes no option"),
+        ({"kind": "letters"}, "data.tokenizer.kind must be one of"),
+    ],
+)
+def test_tokenizer_options_of_the_wrong_kind_are_named_before_any_text_is_read(spec, expected):
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        check_tokenizer_spec(spec)

@@ -28,7 +28,7 @@ from speechlab.data.shard_index import ShardIndex, load_shard_index
 from speechlab.data.shard_stream import ShardStreamDataset
 from speechlab.data.targets import ClassLabels, TokenTargets
 from speechlab.data.utterance_table import UtteranceTable
-from speechlab.text.tokenizers import cached_tokenizer, save_tokenizer
+from speechlab.text.tokenizers import cached_tokenizer, check_tokenizer_spec, save_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,8 @@ class SpeechDataModule(L.LightningDataModule):
         self.seed = seed
         self.source_field = source_field
         self.source_tokenizer_spec = dict(source_tokenizer or {"kind": "char"})
+        check_tokenizer_spec(self.tokenizer_spec)  # before any corpus is read
+        check_tokenizer_spec(self.source_tokenizer_spec, "data.source_tokenizer")
         self.source_lang, self.target_lang = source_lang, target_lang
         self.speaker = speaker
         self.shards = shards or None  # `data.shards=` (empty) is off, as null

@@ -18,18 +18,27 @@ import inspect
 import logging
 import os
 import pathlib
+import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 from speechlab.checkpoint.init_from import without_init_from
+from speechlab.run.config_advice import (
+    MAPPINGS,
+    SEQUENCES,
+    advice,
+    describe,
+    given,
+    group_of,
+    kind,
+    typed_overrides,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +51,15 @@ class ConfigValueError(ValueError):
     """A config value of the wrong shape or type for the argument it is passed to."""
 
 
+# Plain values of train.yaml that build no object, and what each takes.
+PLAIN = {"seed": int, "train": bool, "test": bool}
+
+
 def check_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
-    """Hold every ``_target_`` node under :data:`CHECKED` against its callable's signature.
+    """Hold the config against what it builds, before any data is prepared: a plain value typed
+    where a config group belongs (``model.compile=true``), each ``_target_`` node under
+    :data:`CHECKED` against its callable's signature (and :data:`VALUES`), and the plain values
+    of :data:`PLAIN`.
 
     Args:
         cfg: the composed job config (interpolations are resolved here, on a copy).
@@ -53,7 +69,14 @@ def check_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
         ConfigValueError: a key the callable does not take, or a value of the wrong type; the
             message names the key, the value given, the type wanted and what to write.
     """
-    typed = _typed_overrides(overrides)
+    typed = typed_overrides(overrides)
+    _check_groups(cfg, typed)
+    for key, wanted in PLAIN.items():
+        value = cfg.get(key)
+        if key in cfg and not fits(value, wanted):
+            raise ConfigValueError(
+                f"{given(key, value, typed)}: {key} takes {describe(wanted)}, not {kind(value)}."
+            )
     for section in CHECKED:
         node = cfg.get(section)
         if node is None:
@@ -62,6 +85,21 @@ def check_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
         if section == "model" and isinstance(container, dict):
             container = without_init_from(container)  # the runner's option, not the task's
         _walk(container, section, typed)
+
+
+def _check_groups(cfg: DictConfig, typed: Mapping[str, str]) -> None:
+    """A plain value typed for a config group's node (``model.frontend=logmel_global``) is
+    named before anything that refers to the group's keys fails to resolve."""
+    for where in typed:
+        if group_of(where) is None:
+            continue
+        value = OmegaConf.select(cfg, where, throw_on_resolution_failure=False)
+        if value is None or OmegaConf.is_config(value):
+            continue
+        raise ConfigValueError(
+            f"{given(where, value, typed)}: {where} takes a group of keys, not "
+            f"{kind(value)}.{advice(where, value, typed)}"
+        )
 
 
 def _walk(node: Any, path: str, typed: Mapping[str, str]) -> None:
@@ -91,17 +129,100 @@ def _check_target(node: Mapping[str, Any], path: str, typed: Mapping[str, str]) 
                 continue
             names = [n for n, p in parameters.items() if p.kind is not p.VAR_POSITIONAL]
             raise ConfigValueError(
-                f"{_given(where, value, typed)}: {name} takes no argument {key!r}. Its arguments: "
+                f"{given(where, value, typed)}: {name} takes no argument {key!r}. Its arguments: "
                 f"{', '.join(names)}. Check the spelling, or remove the key "
                 f"(~{where} on the command line)."
             )
         hint = hints.get(key, inspect.Parameter.empty)
-        if hint is inspect.Parameter.empty or fits(value, hint):
-            continue
-        raise ConfigValueError(
-            f"{_given(where, value, typed)}: {name}'s argument {key!r} takes "
-            f"{_describe(hint)}, not {_kind(value)}.{_advice(where, value)}"
-        )
+        if hint is not inspect.Parameter.empty and not fits(value, hint):
+            _check_keys(where, value, hint, typed)
+            raise ConfigValueError(
+                f"{given(where, value, typed)}: {name}'s argument {key!r} takes "
+                f"{describe(hint)}, not {kind(value)}.{advice(where, value, typed)}"
+            )
+        check = VALUES.get((node["_target_"], key))
+        problem = check(value) if check is not None else None
+        if problem:
+            raise ConfigValueError(f"{given(where, value, typed)}: {problem}")
+
+
+def _typed_dict(hint: Any) -> Any:
+    """The ``TypedDict`` in ``hint`` (itself, or a member of a union), or None."""
+    members = typing.get_args(hint) if _is_union(hint) else (hint,)
+    return next((m for m in members if typing.is_typeddict(m)), None)
+
+
+def _is_union(hint: Any) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType)
+
+
+def _key_problem(value: Mapping[str, Any], hint: Any) -> tuple[str, Any, str] | None:
+    """The first key of ``value`` that a ``TypedDict`` ``hint`` refuses: ``(key, value, what it
+    takes)``; None when every key fits."""
+    fields = typing.get_type_hints(hint)
+    for key, item in value.items():
+        if key not in fields:
+            return key, item, f"is no key of it (its keys: {', '.join(fields)})"
+        if not fits(item, fields[key]):
+            return key, item, f"takes {describe(fields[key])}, not {kind(item)}"
+    for key in getattr(hint, "__required_keys__", ()):
+        if key not in value:
+            return key, None, f"is missing: it takes {describe(fields[key])}"
+    return None
+
+
+def _check_keys(where: str, value: Any, hint: Any, typed: Mapping[str, str]) -> None:
+    """Name the key of a mapping that its ``TypedDict`` refuses (``model.compile.enabled``)."""
+    schema = _typed_dict(hint)
+    if schema is None or not isinstance(value, Mapping):
+        return
+    problem = _key_problem(value, schema)
+    if problem is None:
+        return
+    key, item, wanted = problem
+    raise ConfigValueError(f"{given(f'{where}.{key}', item, typed)}: {where}.{key} {wanted}.")
+
+
+def _devices(value: Any) -> str | None:
+    if not isinstance(value, str) or re.fullmatch(r"auto|-1|\d+|(\d+,)+\d*", value.strip()):
+        return None
+    return (
+        "trainer.devices takes a count (trainer.devices=2), a list of device ids "
+        "(trainer.devices=[0,1]) or auto (every device)."
+    )
+
+
+def _one_of(what: str, names: Callable[[], Sequence[str]]) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if not isinstance(value, str):
+            return None
+        known = sorted(names())
+        if value in known:
+            return None
+        return f"{what} takes one of {', '.join(known)} (or an object: a node with _target_)."
+
+    return check
+
+
+def _accelerators() -> list[str]:
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    return ["auto", "gpu", *AcceleratorRegistry.available_accelerators()]
+
+
+def _strategies() -> list[str]:
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    return ["auto", *StrategyRegistry.available_strategies()]
+
+
+# Values a type hint lets through that the callable refuses, checked by name: Lightning's
+# Trainer takes any string for these three and fails on an unknown one only when a run starts.
+VALUES: dict[tuple[str, str], Callable[[Any], str | None]] = {
+    ("lightning.pytorch.Trainer", "devices"): _devices,
+    ("lightning.pytorch.Trainer", "accelerator"): _one_of("trainer.accelerator", _accelerators),
+    ("lightning.pytorch.Trainer", "strategy"): _one_of("trainer.strategy", _strategies),
+}
 
 
 @cache
@@ -126,8 +247,6 @@ def _signature(target: str) -> tuple[inspect.Signature | None, dict[str, Any], s
 
 # -- does a config value fit a type hint --------------------------------------------------------
 
-_SEQUENCES = (list, tuple, abc.Sequence, abc.MutableSequence, abc.Iterable, abc.Collection)
-_MAPPINGS = (dict, abc.Mapping, abc.MutableMapping)
 _PATHS = (pathlib.Path, pathlib.PurePath, os.PathLike)
 
 
@@ -151,6 +270,8 @@ def fits(value: Any, hint: Any) -> bool:
         return any(value == arg and type(value) is type(arg) for arg in args)
     if origin is typing.Annotated:
         return fits(value, args[0])
+    if typing.is_typeddict(hint):
+        return isinstance(value, Mapping) and _key_problem(value, hint) is None
     if value is None:
         return False
     if isinstance(value, Mapping) and "_target_" in value:
@@ -167,9 +288,9 @@ def fits(value: Any, hint: Any) -> bool:
         return isinstance(value, str)
     if base in _PATHS:
         return isinstance(value, str)
-    if base in _MAPPINGS:
+    if base in MAPPINGS:
         return isinstance(value, Mapping)
-    if base in _SEQUENCES:
+    if base in SEQUENCES:
         if not isinstance(value, list):
             return False
         if base is tuple and len(args) == 2 and args[1] is Ellipsis:
@@ -182,7 +303,7 @@ def fits(value: Any, hint: Any) -> bool:
             return all(fits(item, arg) for item, arg in zip(value, args, strict=False))
         return True
     if base in (abc.Callable, typing.Callable):
-        return isinstance(value, (Mapping, str))
+        return isinstance(value, Mapping)  # a node with _target_ (a string is not callable)
     if inspect.isclass(base):
         # an object the callable builds from a node with _target_ (handled above): a plain
         # value is wrong, a plain mapping may be one the callable itself turns into its object
@@ -191,116 +312,3 @@ def fits(value: Any, hint: Any) -> bool:
 
 
 # -- messages -----------------------------------------------------------------------------------
-
-
-def _typed_overrides(overrides: Sequence[str]) -> dict[str, str]:
-    """``key -> the override as typed`` for the command line's value overrides."""
-    typed: dict[str, str] = {}
-    try:
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
-    except Exception:
-        return typed
-    for override, text in zip(parsed, overrides, strict=False):
-        typed[override.key_or_group.replace("/", ".")] = text.lstrip("+~")
-    return typed
-
-
-def _given(where: str, value: Any, typed: Mapping[str, str]) -> str:
-    if where in typed:
-        return f"{typed[where]} (on the command line)"
-    return f"{where}={_show(value)} (in the config)"
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k}: ..." for k in value) + "}"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return "null" if value is None else str(value)
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, Mapping):
-        return "an object (_target_)" if "_target_" in value else "a mapping"
-    return {bool: "a bool", int: "an int", float: "a float", str: "a string", list: "a list"}.get(
-        type(value), type(value).__name__
-    ) + f" ({_show(value)})"
-
-
-def _describe(hint: Any) -> str:
-    """A type hint as a reader of a config says it."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union or origin is types.UnionType:
-        literals = [v for a in args if typing.get_origin(a) is typing.Literal for v in a.__args__]
-        parts = [
-            _describe(a)
-            for a in args
-            if a is not type(None) and typing.get_origin(a) is not typing.Literal
-        ]
-        if literals:  # Lightning's precision: one list of every value it takes
-            parts.insert(0, "one of " + ", ".join(dict.fromkeys(_show(v) for v in literals)))
-        text = " or ".join(dict.fromkeys(parts))
-        return f"{text} or null" if type(None) in args else text
-    if origin is typing.Literal:
-        return "one of " + ", ".join(_show(a) for a in args)
-    base = origin or hint
-    if base in _MAPPINGS:
-        return "a mapping (a group of keys)"
-    if base in _SEQUENCES:
-        return f"a list of {_describe(args[0])}" if len(args) == 1 else "a list"
-    names = {bool: "true/false", int: "an int", float: "a number", str: "a string"}
-    if base in names:
-        return names[base]
-    if base in _PATHS:
-        return "a path"
-    if inspect.isclass(base):
-        return f"an object ({base.__name__}, a node with _target_)"
-    return str(hint)
-
-
-def _advice(where: str, value: Any) -> str:
-    """What to write instead, when ``where`` is a config group (``conf/<group>/``)."""
-    group = where.replace(".", "/")
-    options = _group_options(group)
-    if not options or isinstance(value, (Mapping, type(None))):
-        return ""
-    text = f" {where} is the config group conf/{group}/ (options: {', '.join(options)})"
-    if isinstance(value, str) and value in options:
-        return f"{text}: to pick one, write {group}={value} (a slash, not a dot)."
-    keys = _option_keys(group, options)
-    same = [k for k, v in keys.items() if type(v) is type(value)]
-    listed = f" ({', '.join(keys)})" if keys else ""
-    if same:
-        return (
-            f"{text}, not a value: write {where}.{same[0]}={_show(value)} to set one of its "
-            f"keys{listed}, or pick an option with {group}=<option>."
-        )
-    return (
-        f"{text}, not a value: pick an option with {group}=<option>, or set one of its "
-        f"keys{listed}."
-    )
-
-
-def _group_options(group: str) -> list[str]:
-    if not GlobalHydra.instance().is_initialized():
-        return []
-    try:
-        return list(GlobalHydra.instance().config_loader().get_group_options(group))
-    except Exception:
-        return []
-
-
-def _option_keys(group: str, options: Sequence[str]) -> dict[str, Any]:
-    """The keys of the group's first option (``default`` if there is one) with their values."""
-    option = "default" if "default" in options else options[0]
-    try:
-        loader = GlobalHydra.instance().config_loader()
-        loaded = loader.repository.load_config(f"{group}/{option}")  # type: ignore[attr-defined]
-        container = OmegaConf.to_container(loaded.config, resolve=False)
-    except Exception:  # an option that cannot be read: no example, the rest of the message stands
-        return {}
-    if not isinstance(container, dict):
-        return {}
-    return {k: v for k, v in container.items() if k != "defaults" and not k.startswith("_")}

@@ -34,6 +34,9 @@ QUIET_WARNINGS = (
     r"You have overridden `on_after_batch_transfer` in `LightningModule` but have passed in a",
     r"The number of training batches \(\d+\) is smaller than the logging interval",
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    # the summary's size is an estimate under any precision; EMA's copy is not sharded here
+    r"Precision [\w-]+ is not supported by the model summary",
+    r"You're using the WeightAveraging callback with a model that overrides the configure_model",
 )
 
 

@@ -1,11 +1,14 @@
-"""Loggers that survive a resume: the CSV log keeps its rows, wandb continues the same run."""
+"""Loggers that survive a resume: the CSV log keeps its rows, wandb continues the same run
+(and is not told a setting it warns about)."""
 
 from __future__ import annotations
 
 import csv
 import secrets
 from pathlib import Path
+from typing import Any
 
+from lightning.pytorch import loggers
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
@@ -51,6 +54,17 @@ class ResumableCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _ContinuingWriter(log_dir=self.log_dir)
         return self._experiment
+
+
+class WandbLogger(loggers.WandbLogger):
+    """Lightning's :class:`~lightning.pytorch.loggers.WandbLogger` without the ``anonymous=None``
+    it always hands to ``wandb.init``: current wandb warns on every run that the setting has no
+    effect. Same arguments."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)
 
 
 def run_id(output_dir: str) -> str:

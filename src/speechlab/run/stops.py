@@ -23,13 +23,14 @@ from __future__ import annotations
 import linecache
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hydra.errors import CompactHydraException, HydraException
+from hydra.errors import CompactHydraException, HydraException, InstantiationException
 from hydra.experimental.callback import Callback
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
@@ -45,7 +46,10 @@ class RunStopped(CompactHydraException):
 
 
 def raised_on_purpose(error: BaseException) -> bool:
-    """Whether ``error`` is an expected, user-caused stop (see the module docstring)."""
+    """Whether ``error`` is an expected, user-caused stop (see the module docstring). A
+    constructor's error that Hydra wraps (``InstantiationException``) is judged by its cause."""
+    if isinstance(error, InstantiationException) and error.__cause__ is not None:
+        return raised_on_purpose(error.__cause__)
     if isinstance(error, (OmegaConfBaseException, MisconfigurationException, HydraException)):
         return True
     traceback = error.__traceback__
@@ -64,12 +68,16 @@ def raised_on_purpose(error: BaseException) -> bool:
 def message_of(error: BaseException) -> str:
     """The error's own words (a config error's cause's, when speechlab raised that), and where
     its traceback went."""
+    where = ""
+    if isinstance(error, InstantiationException) and error.__cause__ is not None:
+        where = f" ({str(error).splitlines()[0].rstrip(':')})"  # Error in call to target '...'
+        error = error.__cause__
     cause: BaseException | None = error
     while isinstance(cause, OmegaConfBaseException):  # OmegaConf re-raises without "from"
         cause = cause.__cause__ or cause.__context__
     if cause is not None and raised_on_purpose(cause):
         error = cause  # a resolver's own message, not OmegaConf's wrapping of it
-    text = str(error).strip() or type(error).__name__
+    text = (str(error).strip() or type(error).__name__) + where
     where = [
         h.baseFilename
         for h in logging.getLogger().handlers
@@ -98,12 +106,19 @@ def stops_as_messages() -> Iterator[None]:
     try:
         yield
     except Exception as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1" or isinstance(error, CompactHydraException):
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" or isinstance(error, RunStopped):
             raise
         if not raised_on_purpose(error):
+            cause = error.__cause__
+            if isinstance(error, InstantiationException) and cause is not None:
+                # a bug in a constructor: its own traceback, not Hydra's one-line wrapping
+                raise cause.with_traceback(cause.__traceback__) from None
             raise
         _traceback_to_run_log(error)
-        raise RunStopped(message_of(error)) from error
+        stopped = RunStopped(message_of(error))
+        if isinstance(error, OmegaConfBaseException):
+            raise stopped from None  # Hydra would print an OmegaConf cause a second time
+        raise stopped from error
 
 
 class CheckBeforeSweep(Callback):
@@ -114,6 +129,14 @@ class CheckBeforeSweep(Callback):
     ``SystemExit``.)"""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        launcher = str(OmegaConf.select(config, "hydra.launcher._target_") or "")
+        if launcher.endswith("SlurmLauncher") and shutil.which("sbatch") is None:
+            sys.stderr.write(
+                "hydra.launcher: Error: launcher=submitit_slurm submits each job with SLURM's "
+                "sbatch, which is not on this machine: start the sweep on the cluster's login "
+                "node, or run its jobs here with launcher=submitit_local or launcher=joblib\n"
+            )
+            raise SystemExit(1)
         for key in ("launcher", "sweeper"):
             node = config.hydra.get(key)
             if node is None:

@@ -252,8 +252,12 @@ class SweepSummary(Callback):
         self._write()
 
     def _write_if_pending(self) -> None:
-        if not self.written and self.sweep_dir and Path(self.sweep_dir).is_dir():
-            self._write()
+        if self.written or not self.sweep_dir or not Path(self.sweep_dir).is_dir():
+            return
+        if not job_dirs(Path(self.sweep_dir)):  # stopped before any job started: nothing to sum
+            log.info("no job of the sweep started in %s: no summary", self.sweep_dir)
+            return
+        self._write()
 
     def _write(self) -> None:
         self.written = True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import lightning as L
@@ -11,7 +11,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
 from speechlab.data.collate import Batch
-from speechlab.tasks.encoder_compile import EncoderCompiler
+from speechlab.tasks.encoder_compile import CompileOptions, EncoderCompiler
 from speechlab.tasks.step_guard import (
     NonFiniteStepGuard,
     NonFiniteTrainingError,
@@ -82,7 +82,7 @@ class SpeechTask(L.LightningModule):
         monitor_mode: str = "min",
         step_guard: NonFiniteStepGuard | None = None,
         waveform_augment: nn.Module | None = None,
-        compile: Mapping[str, Any] | None = None,
+        compile: CompileOptions | None = None,
     ) -> None:
         super().__init__()
         if monitor_mode not in ("min", "max"):

@@ -12,6 +12,7 @@ from speechlab.data.collate import Batch
 from speechlab.decoding.build import TextDecoder, build_ctc_decoder
 from speechlab.nn.ctc_loss import ctc_loss
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory
+from speechlab.tasks.encoder_compile import CompileOptions
 from speechlab.tasks.recognition import Outputs, RecognitionTask, ctc_length_problem
 from speechlab.tasks.step_guard import NonFiniteStepGuard
 
@@ -48,7 +49,7 @@ class CTCTask(RecognitionTask):
         monitor_mode: str = "min",
         step_guard: NonFiniteStepGuard | None = None,
         waveform_augment: nn.Module | None = None,
-        compile: Mapping[str, Any] | None = None,
+        compile: CompileOptions | None = None,
     ) -> None:
         super().__init__(
             frontend,

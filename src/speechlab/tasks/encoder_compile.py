@@ -26,7 +26,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +34,18 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-OPTIONS = ("enabled", "backend", "mode", "frames")
+
+class CompileOptions(TypedDict):
+    """``model.compile``: its keys and what each takes (``conf/model/compile/default.yaml``);
+    a config of the wrong shape is named before any data is prepared."""
+
+    enabled: bool
+    backend: str
+    mode: str | None
+    frames: list[int]
+
+
+OPTIONS = tuple(CompileOptions.__annotations__)
 MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # Graphs one compiled encoder may hold per size: training, evaluation, and a batch of one each.
 GRAPHS_PER_SIZE = 4
@@ -62,7 +73,7 @@ def pad_frames(features: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def _check_frames(frames: Sequence[int]) -> tuple[int, ...]:
-    sizes = tuple(frames)
+    sizes = tuple(frames) if isinstance(frames, Sequence) and not isinstance(frames, str) else ()
     valid = (
         bool(sizes)
         and all(isinstance(size, int) and not isinstance(size, bool) for size in sizes)
@@ -72,7 +83,7 @@ def _check_frames(frames: Sequence[int]) -> tuple[int, ...]:
     if not valid:
         raise ValueError(
             f"model.compile.frames must be a non-empty, strictly ascending list of positive "
-            f"frame counts (e.g. [256, 384, 512]), got {list(sizes)}; see "
+            f"frame counts (e.g. [256, 384, 512]), got {frames!r}; see "
             "conf/model/compile/default.yaml"
         )
     return sizes
@@ -137,6 +148,10 @@ class EncoderCompiler:
                 f"model.compile takes the keys {list(OPTIONS)}; got unknown "
                 f"{sorted(keys - set(OPTIONS))} and missing {sorted(set(OPTIONS) - keys)} "
                 "(conf/model/compile/default.yaml has them all)"
+            )
+        if not isinstance(options["enabled"], bool):
+            raise ValueError(
+                f"model.compile.enabled takes true or false, got {options['enabled']!r}"
             )
         if not options["enabled"]:
             return None

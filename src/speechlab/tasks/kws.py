@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from speechlab.data.collate import Batch
 from speechlab.tasks.artifacts import log_figure
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
+from speechlab.tasks.encoder_compile import CompileOptions
 from speechlab.tasks.step_guard import NonFiniteStepGuard
 
 
@@ -48,7 +48,7 @@ class KeywordSpottingTask(SpeechTask):
         monitor_mode: str = "max",
         step_guard: NonFiniteStepGuard | None = None,
         waveform_augment: nn.Module | None = None,
-        compile: Mapping[str, Any] | None = None,
+        compile: CompileOptions | None = None,
         mixup_alpha: float = 0.0,
     ) -> None:
         super().__init__(

@@ -27,6 +27,7 @@ from speechlab.nn.las import CTCHead, SpellerFactory, build_speller
 from speechlab.nn.speller import append_eos, label_smoothed_nll
 from speechlab.tasks.artifacts import log_figure, log_table
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
+from speechlab.tasks.encoder_compile import CompileOptions
 from speechlab.tasks.figures import attention_figure
 from speechlab.tasks.recognition import batch_references, ctc_length_problem, encoder_frames
 from speechlab.tasks.step_guard import NonFiniteStepGuard
@@ -100,7 +101,7 @@ class LASTask(SpeechTask):
         monitor_mode: str = "min",
         step_guard: NonFiniteStepGuard | None = None,
         waveform_augment: nn.Module | None = None,
-        compile: Mapping[str, Any] | None = None,
+        compile: CompileOptions | None = None,
     ) -> None:
         super().__init__(
             frontend,

@@ -18,6 +18,7 @@ from speechlab.audio.features import frame_lengths
 from speechlab.data.collate import Batch
 from speechlab.tasks.artifacts import log_table
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory, SpeechTask
+from speechlab.tasks.encoder_compile import CompileOptions
 from speechlab.tasks.step_guard import NonFiniteStepGuard
 from speechlab.text.tokenizers import Tokenizer, load_tokenizer
 
@@ -97,7 +98,7 @@ class RecognitionTask(SpeechTask):
         monitor_mode: str = "min",
         step_guard: NonFiniteStepGuard | None = None,
         waveform_augment: nn.Module | None = None,
-        compile: Mapping[str, Any] | None = None,
+        compile: CompileOptions | None = None,
     ) -> None:
         super().__init__(
             frontend,

@@ -21,6 +21,7 @@ from speechlab.nn.ctc_loss import ctc_loss
 from speechlab.nn.las import CTCHead
 from speechlab.nn.transducer import Joiner, PredictionNetwork, transducer_loss
 from speechlab.tasks.base import OptimizerFactory, SchedulerFactory
+from speechlab.tasks.encoder_compile import CompileOptions
 from speechlab.tasks.recognition import Outputs, RecognitionTask, ctc_length_problem
 from speechlab.tasks.step_guard import NonFiniteStepGuard
 from speechlab.text.tokenizers import BLANK
@@ -97,7 +98,7 @@ class RNNTTask(RecognitionTask):
         monitor_mode: str = "min",
         step_guard: NonFiniteStepGuard | None = None,
         waveform_augment: nn.Module | None = None,
-        compile: Mapping[str, Any] | None = None,
+        compile: CompileOptions | None = None,
     ) -> None:
         super().__init__(
             frontend,

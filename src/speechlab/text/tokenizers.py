@@ -287,33 +287,68 @@ def is_trained(spec: Mapping[str, Any]) -> bool:
     return "tokens" in spec or "model" in spec
 
 
+# The options of each kind of tokenizer, and a check of each option's value.
+OPTIONS: dict[str, dict[str, tuple[str, Any]]] = {
+    "char": {},
+    "phoneme": {"voice": ("an espeak-ng voice name (en-us)", lambda v: isinstance(v, str))},
+    **{
+        kind: {
+            "vocab_size": (
+                "a whole number of pieces > 0 (e.g. 256)",
+                lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+            ),
+            "character_coverage": (
+                "a share of the characters in (0, 1] (e.g. 1.0, or 0.9995 for large alphabets)",
+                lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1,
+            ),
+        }
+        for kind in SENTENCEPIECE_KINDS
+    },
+}
+
+
+def check_tokenizer_spec(spec: Mapping[str, Any], key: str = "data.tokenizer") -> None:
+    """Check the options of a tokenizer to train (a saved one passes), before any text is read.
+
+    Raises:
+        ValueError: an unknown kind, an option the kind does not take, or a value it cannot use;
+            the message names ``<key>.<option>`` and what it takes.
+    """
+    if is_trained(spec):
+        return
+    options = dict(spec)
+    kind = options.pop("kind", "char")
+    if kind not in OPTIONS:
+        raise ValueError(f"{key}.kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    allowed = OPTIONS[kind]
+    for name, value in options.items():
+        if name not in allowed:
+            takes = f"takes {', '.join(allowed)}" if allowed else "takes no option"
+            raise ValueError(
+                f"{key}.{name}={value}: the {kind} tokenizer {takes}; remove it (~{key}.{name})"
+            )
+        wanted, valid = allowed[name]
+        if not valid(value):
+            raise ValueError(f"{key}.{name}={value!r}: it takes {wanted}")
+
+
 def train_tokenizer(
     spec: Mapping[str, Any], texts: Iterable[str]
 ) -> CharTokenizer | SentencePieceTokenizer:
     """Train the tokenizer ``spec`` describes: ``{kind: char}`` or
-    ``{kind: bpe|unigram, vocab_size: N, character_coverage: 1.0}``."""
+    ``{kind: bpe|unigram, vocab_size: N, character_coverage: 1.0}``.
+
+    Raises:
+        ValueError: options :func:`check_tokenizer_spec` refuses, or texts that cannot train it.
+    """
+    check_tokenizer_spec(spec)
     options = dict(spec)
     kind = options.pop("kind", "char")
     if kind == "char":
-        if options:
-            raise ValueError(f"the char tokenizer takes no options, got {sorted(options)}")
         return CharTokenizer.train(texts)
     if kind == "phoneme":
-        unknown = set(options) - {"voice"}
-        if unknown:
-            raise ValueError(
-                f"the phoneme tokenizer takes only a voice option, got {sorted(unknown)}"
-            )
         return PhonemeTokenizer.train(texts, **options)
-    if kind in SENTENCEPIECE_KINDS:
-        unknown = set(options) - {"vocab_size", "character_coverage"}
-        if unknown:
-            raise ValueError(
-                f"unknown SentencePiece tokenizer options {sorted(unknown)}; expected vocab_size, "
-                "character_coverage"
-            )
-        return SentencePieceTokenizer.train(texts, kind, **options)
-    raise ValueError(f"data.tokenizer.kind must be one of {KINDS}, got {kind!r}")
+    return SentencePieceTokenizer.train(texts, kind, **options)
 
 
 def cached_tokenizer(
