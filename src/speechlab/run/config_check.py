@@ -27,6 +27,7 @@ from typing import Any
 
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from speechlab.checkpoint.init_from import without_init_from
 from speechlab.run.config_advice import (
@@ -81,7 +82,15 @@ def check_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
         node = cfg.get(section)
         if node is None:
             continue
-        container = OmegaConf.to_container(node, resolve=True)
+        try:
+            container = OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
+        except MissingMandatoryValue as missing:  # ??? in a config: named from the top
+            key = str(missing.full_key or section)
+            key = key if key.startswith(f"{section}.") else f"{section}.{key}"
+            raise ConfigValueError(
+                f"{key} has no value (??? in the config) and this run needs one: give it on the "
+                f"command line, {key}=<value>"
+            ) from None
         if section == "model" and isinstance(container, dict):
             container = without_init_from(container)  # the runner's option, not the task's
         _walk(container, section, typed)
