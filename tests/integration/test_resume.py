@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import shutil
 import signal
 import subprocess
 import time
@@ -288,6 +289,84 @@ def test_a_fresh_run_in_a_used_run_dir_keeps_its_own_attempts_and_curve(data_dir
     started, ended = (datetime.fromisoformat(attempt[k]) for k in ("started", "ended"))
     assert record["wall_s"] == pytest.approx((ended - started).total_seconds(), abs=1e-3)
     assert [(p["epoch"], p["attempt"]) for p in record["curve"]] == [(0, 0)]
-    assert record["trained"] == {"steps": 3, "epochs": 1, "stopped_early": False}
+    assert record["trained"] == {
+        "steps": 3,
+        "epochs": 1,
+        "unfinished_epoch_batches": 0,
+        "stopped_early": False,
+        "max_time_s": None,
+    }
     (previous,) = record["previous_runs"]
     assert previous["attempts"] == resumed["attempts"] and previous["curve"] == resumed["curve"]
+
+
+@pytest.mark.usefixtures("mini_commands")
+def test_resume_after_max_steps_ended_a_run_mid_epoch_trains_and_validates_the_rest(
+    data_dir, tmp_path, caplog
+):
+    overrides = [*SHORT, f"paths.data_dir={data_dir}", "+trainer.limit_train_batches=3"]
+    # 3-batch epochs: max_steps=8 ends the run 2 batches into epoch 2, never validated.
+    run_in(tmp_path, [*overrides, "trainer.max_epochs=10", "+trainer.max_steps=8"])
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["trained"]["epochs"] == 2 and record["trained"]["unfinished_epoch_batches"] == 2
+    assert [p["epoch"] for p in record["curve"]] == [0, 1]
+
+    # max_epochs=3 leaves one batch and epoch 2's validation: they run.
+    with caplog.at_level(logging.INFO, logger="speechlab.run.resume"):
+        run_in(tmp_path, [*overrides, "trainer.max_epochs=3", "ckpt_path=last"])
+    assert "finished after 8 steps: 2 whole epochs and 2 batches of epoch 2" in caplog.text
+    assert "nothing left" not in caplog.text
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["trained"]["steps"] == 9 and record["trained"]["epochs"] == 3
+    assert record["trained"]["unfinished_epoch_batches"] == 0
+    assert [(p["epoch"], p["step"]) for p in record["curve"]] == [(0, 3), (1, 6), (2, 9)]
+
+    # Now three whole epochs are trained: nothing is left under the same limits.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="speechlab.run.resume"):
+        run_in(tmp_path, [*overrides, "trainer.max_epochs=3", "ckpt_path=last"])
+    assert "it trained 3 whole epochs and trainer.max_epochs=3" in caplog.text
+
+
+def test_resume_with_another_models_checkpoint_stops_before_any_data_is_prepared(
+    short_reference, tmp_path
+):
+    _, reference_dir, _ = short_reference  # a finished model=kws_cnn run
+    copied = tmp_path / "r1b"
+    shutil.copytree(reference_dir, copied)
+    last = copied / "checkpoints" / "last.ckpt"
+    saved, finished = last.read_bytes(), json.loads((copied / "run.json").read_text())
+    fresh = tmp_path / "data"
+    base = [f"paths.data_dir={fresh}", "trainer.accelerator=cpu", "callbacks.progress_bar=null"]
+    # The default model=ctc_lstm, resuming the kws run in its dir or from its file elsewhere.
+    for run_dir, given in [(copied, "last"), (tmp_path / "other", str(last))]:
+        with pytest.raises(ValueError) as error:
+            run_in(run_dir, [*base, "trainer.max_epochs=10", f"ckpt_path={given}"])
+        message = str(error.value)
+        assert message.startswith(f"ckpt_path={given}")
+        assert "holds a KeywordSpottingTask (model=kws_cnn data=mini_commands)" in message
+        assert "builds a CTCTask (model=ctc_lstm data=mini_voice)" in message
+        assert "To resume it, pass model=kws_cnn data=mini_commands" in message
+    assert not fresh.exists(), "the check comes before any data is prepared"
+    assert last.read_bytes() == saved
+    record = json.loads((copied / "run.json").read_text())
+    assert record["status"] == "finished" and record["metrics"] == finished["metrics"]
+    assert record["attempts"][:-1] == finished["attempts"]
+    assert record["attempts"][-1]["status"] == "failed"
+    assert "holds a KeywordSpottingTask" in record["attempts"][-1]["error"]
+
+
+@pytest.mark.usefixtures("mini_commands")
+def test_resume_with_the_same_task_but_another_network_says_what_to_pass(
+    short_reference, data_dir, tmp_path
+):
+    _, reference_dir, _ = short_reference
+    last = reference_dir / "checkpoints" / "last.ckpt"
+    overrides = [*SHORT, f"paths.data_dir={data_dir}", f"ckpt_path={last}"]
+    overrides = [o if o != "model=kws_cnn" else "model=kws_bc_resnet" for o in overrides]
+    with pytest.raises(ValueError) as error:
+        run_in(tmp_path, overrides)
+    message = str(error.value)
+    assert "weights do not fit the KeywordSpottingTask this run built" in message
+    assert "To resume it, pass model=kws_cnn" in message
+    assert not (tmp_path / "checkpoints").exists()

@@ -11,7 +11,8 @@ from speechlab.checkpoint.average import average_checkpoints
 def test_average_rejects_checkpoints_of_different_models(tmp_path):
     def save(name: str, shape: tuple[int, ...]) -> str:
         path = tmp_path / name
-        torch.save({"speechlab": {}, "state_dict": {"w": torch.ones(shape)}}, path)
+        recipe = {"model": {"_target_": "m"}, "data": {}, "task_inputs": {}}
+        torch.save({"speechlab": recipe, "state_dict": {"w": torch.ones(shape)}}, path)
         return str(path)
 
     with pytest.raises(ValueError, match="same model"):

@@ -9,7 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from speechlab.checkpoint.init_from import apply_init_from, load_partial, without_init_from
+from speechlab.checkpoint.init_from import (
+    apply_init_from,
+    check_init_from_file,
+    load_partial,
+    without_init_from,
+)
 
 
 class Model(nn.Module):
@@ -83,5 +88,68 @@ def test_missing_file_or_nothing_to_load_is_a_clear_error(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="model.init_from.ckpt=.*no such file"):
         load_partial(st, tmp_path / "absent.ckpt")
     ckpt = save(Model(hidden=6, head="head"), tmp_path / "asr.ckpt")
-    with pytest.raises(ValueError, match="no tensor .* under \\['listener'\\]"):
+    with pytest.raises(ValueError, match="under the included prefixes \\['listener'\\]") as error:
         load_partial(st, ckpt, ["listener"])
+    # It says what fits instead.
+    assert "it has no tensor under them" in str(error.value)
+    assert "model.init_from.include=[encoder,frontend]" in str(error.value)
+
+
+class Recognizer(nn.Module):
+    """A frontend of buffers only (an STFT window), as the real frontends are."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.frontend = nn.Module()
+        self.frontend.register_buffer("window", torch.hann_window(8))
+        self.encoder = nn.Linear(4, width)
+
+
+def test_init_from_a_checkpoint_of_an_unrelated_model_stops_with_what_it_holds(tmp_path: Path):
+    kws = Recognizer(width=12)  # e.g. a keyword spotter's checkpoint given to an ST model
+    path = tmp_path / "kws.ckpt"
+    recipe = {"model": {"_target_": "speechlab.tasks.kws.KeywordSpottingTask"}}
+    recipe["choices"] = {"model": "kws_cnn", "data": "mini_commands"}
+    torch.save({"state_dict": kws.state_dict(), "speechlab": recipe}, path)
+    st = Recognizer(width=6)
+    before = st.encoder.weight.clone()
+    expects = "a checkpoint of a recognizer on the source speech (e.g. model=ctc_lstm)"
+    with pytest.raises(ValueError) as error:
+        apply_init_from(st, {"ckpt": str(path), "expects": expects}, tmp_path / "run")
+    message = str(error.value)
+    assert "no parameter under the included prefixes ['frontend', 'encoder']" in message
+    assert "only buffers, ['frontend.window']" in message  # the one tensor that fitted
+    assert "KeywordSpottingTask (model=kws_cnn data=mini_commands)" in message
+    assert "tensors start with ['encoder', 'frontend']" in message
+    assert f"pass model.init_from.ckpt=<file>: {expects}" in message
+    assert torch.equal(st.encoder.weight, before)
+
+
+def test_init_from_that_leaves_included_tensors_out_warns(tmp_path: Path, caplog):
+    ckpt = save(Model(hidden=6, head="head"), tmp_path / "asr.ckpt")
+    with caplog.at_level("WARNING", logger="speechlab.checkpoint.init_from"):
+        apply_init_from(Model(hidden=5, head="speller"), {"ckpt": str(ckpt)}, None)
+    assert "2 mismatched" in caplog.text and "keep their fresh initialisation" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="speechlab.checkpoint.init_from"):
+        apply_init_from(Model(hidden=6, head="speller"), {"ckpt": str(ckpt)}, None)
+    assert [r.levelname for r in caplog.records] == ["INFO"]
+
+
+def test_init_from_a_required_checkpoint_left_unset_says_what_the_recipe_takes(tmp_path: Path):
+    options = {
+        "ckpt": "???",
+        "include": ["vocoder"],
+        "expects": "a checkpoint of a model=hifigan run",
+    }
+    for call in (
+        lambda: check_init_from_file(options),
+        lambda: apply_init_from(Model(6, "head"), options, None),
+    ):
+        with pytest.raises(ValueError) as error:
+            call()
+        assert str(error.value).startswith("model.init_from.ckpt is required and was not given;")
+        assert "pass model.init_from.ckpt=<file>: a checkpoint of a model=hifigan run" in str(
+            error.value
+        )
+    check_init_from_file({"ckpt": None})  # nothing asked, nothing checked

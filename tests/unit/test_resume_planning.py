@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -96,7 +97,7 @@ def test_record_times_every_attempt_and_ignores_missing_values(tmp_path):
 def finish_run(run_dir: Path, overrides: list[str], trained: dict) -> None:
     record = RunRecord(run_dir, "val/acc", "max", overrides)
     record.start()
-    record.record["trained"] = trained
+    record.record["trained"] = {"unfinished_epoch_batches": 0, "stopped_early": False, **trained}
     record.finish({"val/acc": 0.5})
 
 
@@ -124,20 +125,88 @@ def test_a_job_that_early_stopping_ended_is_finished_whatever_its_limits(tmp_pat
     finish_run(tmp_path, LR, {"steps": 40, "epochs": 5, "stopped_early": True})
     caplog.set_level("WARNING", logger="speechlab.run.resume")
     assert plan_resume("last", tmp_path, False, LR, TrainingLimits(-1, 100)).finished
-    assert "early stopping ended it after epoch 4" in caplog.text
+    assert "early stopping ended it after 40 steps: 5 whole epochs" in caplog.text
 
 
-def test_a_record_that_does_not_say_how_far_it_trained_keeps_the_old_decisions(tmp_path):
+def test_resume_after_a_run_a_limit_ended_mid_epoch_trains_the_rest_of_that_epoch(tmp_path, caplog):
+    # max_steps=8 ended the run two batches into epoch 2 (of 3-batch epochs): two whole epochs.
+    last = make_last(tmp_path)
+    finish_run(tmp_path, LR, {"steps": 8, "epochs": 2, "unfinished_epoch_batches": 2})
+    caplog.set_level("INFO", logger="speechlab.run.resume")
+    for limits in (TrainingLimits(-1, 3), TrainingLimits(100, 3)):  # the rest of epoch 2 is left
+        assert plan_resume("last", tmp_path, False, LR, limits).ckpt_path == str(last)
+    assert "8 steps: 2 whole epochs and 2 batches of epoch 2" in caplog.text
+    caplog.clear()
+    for limits, reason in [
+        (TrainingLimits(8, 3), "it trained 8 steps and trainer.max_steps=8"),
+        (TrainingLimits(-1, 2), "it trained 2 whole epochs and trainer.max_epochs=2"),
+    ]:
+        assert plan_resume("last", tmp_path, False, LR, limits).finished
+        assert reason in caplog.text
+
+
+def test_resume_after_max_time_ended_a_run_trains_on_only_under_a_longer_max_time(tmp_path):
+    last = make_last(tmp_path)
+    finish_run(tmp_path, LR, {"steps": 5, "epochs": 1, "max_time_s": 60.0})
+    assert TrainingLimits.of({"max_time": "00:00:01:00"}).max_time_s == 60.0
+    assert TrainingLimits.of({"max_time": {"minutes": 2}}).max_time_s == 120.0
+    same = TrainingLimits.of({"max_time": "00:00:01:00", "max_epochs": 10})
+    assert plan_resume("last", tmp_path, False, LR, same).finished
+    # A relaunched sweep with a longer max_time: the same job, trained on.
+    longer = [*LR, "+trainer.max_time=00:00:02:00"]
+    assert plan_resume(None, tmp_path, True, longer, TrainingLimits(-1, 10, 120.0)).ckpt_path
+    for limits in (TrainingLimits(-1, 10, 120.0), TrainingLimits(-1, 10, None)):
+        assert plan_resume("last", tmp_path, False, LR, limits).ckpt_path == str(last)
+
+
+def test_a_failed_start_in_a_finished_run_dir_keeps_it_finished(tmp_path):
+    make_last(tmp_path)
+    finish_run(tmp_path, [*LR, "model=kws_cnn"], {"steps": 15, "epochs": 5})
+    finished = read_record(tmp_path)
+    # e.g. ckpt_path=last without model=kws_cnn: another model's monitor, stopped before training
+    attempt = RunRecord(tmp_path, "val/loss", "min", ["ckpt_path=last"])
+    attempt.start()
+    attempt.fail(ValueError("holds a KeywordSpottingTask\nmore"))
+    record = read_record(tmp_path)
+    assert record["status"] == "finished" and "error" not in record
+    for key in ("metrics", "trained", "monitor", "mode", "overrides", "best", "curve"):
+        assert record[key] == finished[key], key
+    failed = record["attempts"][-1]
+    assert (
+        failed["status"] == "failed"
+        and failed["error"] == "ValueError: holds a KeywordSpottingTask"
+    )
+    assert failed["overrides"] == ["ckpt_path=last"]
+    assert plan_resume(None, tmp_path, True, [*LR, "model=kws_cnn"]).finished
+
+    # Once training started, a failure is the run's.
+    attempt = RunRecord(tmp_path, "val/acc", "max", [*LR, "model=kws_cnn"])
+    attempt.start()
+    attempt.on_train_start(SimpleNamespace(current_epoch=5), None)
+    attempt.fail(RuntimeError("out of memory"))
+    assert read_record(tmp_path)["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    "trained",
+    [
+        None,  # written before records said what they trained
+        {"steps": 8, "epochs": 3, "stopped_early": False},  # before they counted whole epochs
+    ],
+)
+def test_a_record_that_does_not_say_how_far_it_trained_keeps_the_old_decisions(tmp_path, trained):
     last = make_last(tmp_path)
     record = RunRecord(tmp_path, "val/acc", "max", LR)
     record.start()
-    record.finish({"val/acc": 0.5})  # written before records said what they trained
+    if trained is not None:
+        record.record["trained"] = trained
+    record.finish({"val/acc": 0.5})
     assert plan_resume(None, tmp_path, True, LR, TrainingLimits(10**6, -1)).finished
-    assert plan_resume("last", tmp_path, False, LR, TrainingLimits()).ckpt_path == str(last)
+    assert plan_resume("last", tmp_path, False, LR, TrainingLimits(-1, 3)).ckpt_path == str(last)
 
 
 def test_training_limits_read_as_lightning_reads_them():
-    trained = {"steps": 300, "epochs": 1000}
+    trained = {"steps": 300, "epochs": 1000, "unfinished_epoch_batches": 0}
     assert TrainingLimits.of({"max_epochs": None}).reached(trained)  # 1000 epochs by default
     assert TrainingLimits.of({"max_epochs": None, "max_steps": 301}).reached(trained) is None
     assert TrainingLimits.of({"max_epochs": -1, "max_steps": None}).reached(trained) is None

@@ -85,6 +85,7 @@ class LastCheckpoint(Checkpoint):
         self.every_n_train_steps = every_n_train_steps
         self._last_saved_step = -1
         self._save_after_validation = False
+        self._training = False  # the fit reached its training loop
         self._previous_sigusr1: Any = None
 
     @property
@@ -97,11 +98,13 @@ class LastCheckpoint(Checkpoint):
         if trainer.sanity_checking or (not again and trainer.global_step == self._last_saved_step):
             return
         if not weights_finite(trainer.lightning_module):
+            step = self.saved_step()
             log.warning(
-                "weights are not finite at step %d: %s keeps the state of step %d",
+                "weights are not finite at step %d: %s",
                 trainer.global_step,
-                self.path,
-                max(self._last_saved_step, 0),
+                f"{self.path} keeps the state of step {step}"
+                if step is not None
+                else f"{self.path} is not written",
             )
             return
         partial = self.dirpath / f".{LAST_NAME}.partial"
@@ -153,16 +156,22 @@ class LastCheckpoint(Checkpoint):
             return
         if not isinstance(exception, SIGTERMException):
             # Mid-step failures leave the loop counters half-advanced: keep the last good file.
-            if self.path.is_file():
-                log.error(
-                    "training failed at epoch %d, step %d; %s holds the state of step %d. Fix the "
-                    "cause, then resume with ckpt_path=last hydra.run.dir=%s",
-                    trainer.current_epoch,
-                    trainer.global_step,
-                    self.path,
-                    max(self._last_saved_step, 0),
-                    trainer.default_root_dir,
-                )
+            step = self.saved_step()
+            if step is None:
+                return
+            where = (
+                f"at epoch {trainer.current_epoch}, step {trainer.global_step}"
+                if self._training
+                else "before training started"
+            )
+            log.error(
+                "the run failed %s; %s holds the state of step %d. Fix the cause, then resume "
+                "with ckpt_path=last hydra.run.dir=%s",
+                where,
+                self.path,
+                step,
+                trainer.default_root_dir,
+            )
             return
         self.save(trainer)
         log.warning(
@@ -174,7 +183,23 @@ class LastCheckpoint(Checkpoint):
             trainer.default_root_dir,
         )
 
+    def saved_step(self) -> int | None:
+        """The step ``last.ckpt`` holds (None: no readable file): the one this run saved last,
+        else the file's own (a resumed run that has not saved yet keeps the file it resumed
+        from, whatever step that is)."""
+        if self._last_saved_step >= 0:
+            return self._last_saved_step
+        try:
+            saved = torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)
+            return int(saved["global_step"])
+        except Exception:  # no file, or none torch reads: nothing to say about it
+            return None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._training = True
+
     def on_fit_start(self, trainer, pl_module) -> None:
+        self._training = False
         if hasattr(signal, "SIGUSR1") and signal.getsignal(signal.SIGUSR1) in (
             signal.SIG_DFL,
             None,

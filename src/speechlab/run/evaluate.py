@@ -25,7 +25,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     """Test ``cfg.ckpt_path``; write ``metrics.json`` and ``predictions.tsv`` into the run dir."""
     quiet_console()
     check_config(cfg)  # the trainer's settings, before the checkpoint and its data are read
-    checkpoint = load_checkpoint(cfg.ckpt_path)
+    checkpoint = load_checkpoint(
+        cfg.ckpt_path, key="ckpt_path", expected="a checkpoint of the speechlab run to evaluate"
+    )
     recipe = checkpoint[RECIPE_KEY]
     data_cfg = OmegaConf.merge(OmegaConf.create(recipe["data"]), cfg.get("data") or {})
     # the model's own labels or tokenizers, never retrained
@@ -33,7 +35,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         if key in recipe["task_inputs"]:
             data_cfg[key] = recipe["task_inputs"][key]
     if cfg.get("vocoder"):  # a synthesis model heard through another vocoder
-        task = restore_with_vocoder(checkpoint, cfg.vocoder)
+        task = restore_with_vocoder(checkpoint, cfg.vocoder, key="vocoder")
     else:
         task = restore_task(checkpoint)
     if cfg.get("decoding"):

@@ -3,9 +3,10 @@
 A multirun relaunched with the same ``hydra.sweep.dir`` gives each job its old run dir again
 (``<sweep dir>/<job num>``). What that dir holds decides what the job does:
 
-- ``run.json`` says *finished* and this job's ``trainer.max_steps`` / ``trainer.max_epochs``
-  leave nothing to train after what it trained (or early stopping ended it): skip training,
-  return the recorded metrics;
+- ``run.json`` says *finished* and this job's ``trainer.max_steps`` / ``trainer.max_epochs`` /
+  ``trainer.max_time`` leave nothing to train after what it trained (whole epochs: one that a
+  limit cut short is not counted) or early stopping ended it: skip training, return the
+  recorded metrics;
 - ``checkpoints/last.ckpt`` exists (killed, timed out, failed after an epoch, or finished under
   lower limits than this job's): resume from it;
 - neither: train from scratch.
@@ -22,6 +23,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from lightning.pytorch.callbacks import Timer
+from omegaconf import OmegaConf
 
 from speechlab.run.run_record import FINISHED, read_record
 
@@ -51,22 +55,32 @@ class ResumeState:
 
 @dataclass(frozen=True)
 class TrainingLimits:
-    """``trainer.max_steps`` and ``trainer.max_epochs`` as Lightning reads them (-1: no limit;
-    ``max_epochs`` None is 1000 without a ``max_steps``, no limit with one)."""
+    """``trainer.max_steps``, ``trainer.max_epochs`` and ``trainer.max_time`` as Lightning reads
+    them (-1: no limit; ``max_epochs`` None is 1000 without a ``max_steps``, no limit with one;
+    ``max_time_s`` in seconds, None: no limit)."""
 
     max_steps: int = -1
     max_epochs: int | None = None
+    max_time_s: float | None = None
 
     @classmethod
     def of(cls, trainer_cfg: Mapping[str, Any]) -> TrainingLimits:
         max_steps = trainer_cfg.get("max_steps")
-        return cls(-1 if max_steps is None else int(max_steps), trainer_cfg.get("max_epochs"))
+        max_time = trainer_cfg.get("max_time")
+        if OmegaConf.is_config(max_time):
+            max_time = OmegaConf.to_container(max_time, resolve=True)
+        # Lightning's own reading of the duration (DD:HH:MM:SS, a dict or a timedelta)
+        max_time_s = None if max_time is None else Timer(duration=max_time).time_remaining()
+        return cls(
+            -1 if max_steps is None else int(max_steps), trainer_cfg.get("max_epochs"), max_time_s
+        )
 
     def reached(self, trained: Mapping[str, Any]) -> str | None:
         """Why nothing is left to train after ``trained`` (``run.json``'s ``trained``: steps,
-        epochs, stopped_early), or None when these limits leave training to do."""
+        epochs run to their end, the batches of an epoch a limit cut short, stopped_early,
+        max_time_s), or None when these limits leave training to do."""
         if trained.get("stopped_early"):
-            return f"early stopping ended it after epoch {int(trained['epochs']) - 1}"
+            return f"early stopping ended it after {describe_trained(trained)}"
         steps, epochs = int(trained["steps"]), int(trained["epochs"])
         if self.max_steps != -1 and steps >= self.max_steps:
             return f"it trained {steps} steps and trainer.max_steps={self.max_steps}"
@@ -74,8 +88,28 @@ class TrainingLimits:
         if max_epochs is None:
             max_epochs = 1000 if self.max_steps == -1 else -1
         if max_epochs != -1 and epochs >= max_epochs:
-            return f"it trained {epochs} epochs and trainer.max_epochs={max_epochs}"
+            return f"it trained {epochs} whole epochs and trainer.max_epochs={max_epochs}"
+        stopped_at = trained.get("max_time_s")
+        if stopped_at is not None and self.max_time_s is not None and self.max_time_s <= stopped_at:
+            return (
+                f"trainer.max_time ({stopped_at:g} s) ended it, and trainer.max_time is "
+                f"{self.max_time_s:g} s"
+            )
         return None
+
+
+def describe_trained(trained: Mapping[str, Any]) -> str:
+    """``run.json``'s ``trained`` in words: '8 steps: 2 whole epochs and 2 batches of epoch 2'
+    (epochs counted from 0, as the progress bar and the logs count them)."""
+    epochs = int(trained["epochs"])
+    whole = f"{epochs} whole epoch{'' if epochs == 1 else 's'}"
+    unfinished = int(trained.get("unfinished_epoch_batches") or 0)
+    if unfinished:
+        whole += (
+            f" and {unfinished} batch{'' if unfinished == 1 else 'es'} of epoch {epochs}, "
+            "whose rest and validation a limit left out"
+        )
+    return f"{trained['steps']} steps: {whole}"
 
 
 def finished_state(
@@ -84,8 +118,9 @@ def finished_state(
     """A finished run's recorded metrics when ``limits`` leave nothing to train after it (said
     in the log), None when they do and its ``last.ckpt`` can train on (or it did not finish).
 
-    A record that does not say how far the run trained (written before ``trained`` was kept),
-    or a run without ``last.ckpt``, counts as finished when ``unknown_is_finished``.
+    A record that does not say how far the run trained (written before ``trained`` was kept, or
+    before it counted only the epochs that ran to their end), or a run without ``last.ckpt``,
+    counts as finished when ``unknown_is_finished``.
     """
     record = read_record(run_dir)
     if not (
@@ -94,16 +129,16 @@ def finished_state(
         return None
     metrics = {k: float(v) for k, v in record["metrics"].items()}
     trained = record.get("trained")
-    if limits is None or not isinstance(trained, dict) or not (run_dir / LAST_CKPT).is_file():
+    known = isinstance(trained, dict) and "unfinished_epoch_batches" in trained
+    if limits is None or not known or not (run_dir / LAST_CKPT).is_file():
         return ResumeState(metrics=metrics) if unknown_is_finished else None
     reason = limits.reached(trained)
     if reason is None:
         log.info(
-            "the run in %s finished after %s steps, %s epochs; trainer.max_steps=%s, "
-            "trainer.max_epochs=%s train on from its last.ckpt",
+            "the run in %s finished after %s; trainer.max_steps=%s, trainer.max_epochs=%s "
+            "train on from its last.ckpt",
             run_dir,
-            trained["steps"],
-            trained["epochs"],
+            describe_trained(trained),
             limits.max_steps,
             limits.max_epochs,
         )
@@ -193,7 +228,7 @@ def plan_resume(
 
 
 # How long a job trains, not what it is: a sweep relaunched with higher limits trains on.
-TRAINING_LIMITS = ("trainer.max_steps", "trainer.max_epochs")
+TRAINING_LIMITS = ("trainer.max_steps", "trainer.max_epochs", "trainer.max_time")
 
 
 def job_defining(overrides: Sequence[str]) -> list[str]:

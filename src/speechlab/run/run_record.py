@@ -21,7 +21,10 @@ Layout::
      "stream_epochs": [{"epoch": 0, "batches": 48, "utterances": 1280,
                         "dropped_batches": 0, "dropped_utterances": 0}, ...],
      "dropped_batches": 0, "dropped_utterances": 0,
-     "trained": {"steps": 120, "epochs": 3, "stopped_early": false},  # where fit ended
+     # where fit ended: optimizer steps, epochs run to their end, the batches of an epoch that a
+     # limit (max_steps, max_time) cut short, whether early stopping or max_time ended it
+     "trained": {"steps": 120, "epochs": 3, "unfinished_epoch_batches": 0,
+                 "stopped_early": false, "max_time_s": null},
      "previous_runs": [{...}, ...]}   # the records of other runs that used this dir before
 
 Attempts add up only within one run: a multirun job's attempts (its dir is its own), and a
@@ -40,7 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, EarlyStopping, Timer
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.utilities import rank_zero_only
 
 from speechlab.run.cluster import process_layout
@@ -86,6 +90,36 @@ def _parse(stamp: str | None) -> float | None:
     return datetime.fromisoformat(stamp).timestamp() if stamp else None
 
 
+def trained_so_far(trainer: L.Trainer) -> dict[str, Any]:
+    """How far ``trainer``'s fit got, read as it ends: optimizer steps (``global_step``, what
+    ``max_steps`` counts), ``epochs`` that ran to their last batch, the batches of an epoch that
+    a limit ended early (``unfinished_epoch_batches``: Lightning counts such an epoch as done,
+    though its rest and its validation were never run), whether an ``EarlyStopping`` callback
+    ended it (``stopped_early``) and, when ``trainer.max_time`` did, that limit in seconds
+    (``max_time_s``; otherwise None)."""
+    batches = trainer.fit_loop.epoch_loop.batch_progress
+    epochs = trainer.current_epoch
+    unfinished = 0
+    if epochs and not batches.is_last_batch and batches.current.completed:
+        epochs, unfinished = epochs - 1, batches.current.completed
+    stopped_early = any(
+        isinstance(c, EarlyStopping) and c.stopping_reason != EarlyStoppingReason.NOT_STOPPED
+        for c in trainer.callbacks
+    )
+    max_time_s = None
+    for timer in (c for c in trainer.callbacks if isinstance(c, Timer)):
+        remaining = timer.time_remaining()
+        if remaining is not None and remaining <= 0:
+            max_time_s = round(timer.time_elapsed() + remaining, 3)
+    return {
+        "steps": trainer.global_step,
+        "epochs": epochs,
+        "unfinished_epoch_batches": unfinished,
+        "stopped_early": stopped_early,
+        "max_time_s": max_time_s,
+    }
+
+
 class RunRecord(Callback):
     """Keeps ``<run_dir>/run.json`` up to date; only the global-zero process writes.
 
@@ -115,11 +149,19 @@ class RunRecord(Callback):
         if new_run and self.record.get("attempts"):
             previous = self.record.pop("previous_runs", [])
             self.record = {"previous_runs": [*previous, self.record]}
+        # What a failed start keeps of a finished run (see fail).
+        self._kept = {
+            k: self.record[k] for k in ("monitor", "mode", "overrides") if k in self.record
+        }
         self.record.update(monitor=monitor, mode=mode, overrides=list(overrides))
         self.record.setdefault("attempts", [])
         self.record.setdefault("curve", [])
+        self._finished_before = False  # the record said finished when this attempt started
+        self._training_started = False  # this attempt reached the training loop
 
     def start(self) -> None:
+        self._finished_before = self.record.get("status") == FINISHED
+        self._training_started = False
         self.record["status"] = RUNNING
         self.record.pop("error", None)
         self.record["attempts"].append({"started": _now(), "status": RUNNING})
@@ -136,6 +178,7 @@ class RunRecord(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # A resumed fit (its state restored by now) goes on after the checkpoint's epoch: forget
         # what an earlier attempt recorded after that.
+        self._training_started = True
         epoch = trainer.current_epoch
         self.record["curve"] = [p for p in self.record["curve"] if p["epoch"] < epoch]
         if "stream_epochs" in self.record:
@@ -189,11 +232,7 @@ class RunRecord(Callback):
         self._count_skipped(trainer)
         # How far fit got, so a resume with other trainer.max_steps / max_epochs knows whether
         # anything is left to train (run/resume.py).
-        self.record["trained"] = {
-            "steps": trainer.global_step,
-            "epochs": trainer.current_epoch,
-            "stopped_early": bool(trainer.should_stop),
-        }
+        self.record["trained"] = trained_so_far(trainer)
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
@@ -216,9 +255,22 @@ class RunRecord(Callback):
         self._write()
 
     def fail(self, error: BaseException) -> None:
-        self._close(FAILED)
+        """Close the attempt as failed with ``error``'s first line. An attempt that failed
+        before training started (a bad option, a checkpoint of another model) changed nothing
+        of a finished run: the record stays ``finished`` with its metrics, the failed attempt
+        and its error listed in ``attempts``."""
         message = f"{type(error).__name__}: {error}".strip()
-        self.record["error"] = message.splitlines()[0][:500] if message else type(error).__name__
+        message = message.splitlines()[0][:2000] if message else type(error).__name__
+        self._close(FAILED)
+        if self.record["attempts"]:
+            self.record["attempts"][-1]["error"] = message
+        if self._finished_before and not self._training_started:
+            if self.record["attempts"]:  # what the failed attempt asked for
+                self.record["attempts"][-1]["overrides"] = self.record["overrides"]
+            self.record.update(self._kept, status=FINISHED)
+            self.monitor, self.mode = self.record["monitor"], self.record["mode"]
+        else:
+            self.record["error"] = message
         self._write()
 
     @property

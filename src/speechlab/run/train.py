@@ -21,8 +21,14 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from speechlab.checkpoint.init_from import INIT_FROM_KEY, apply_init_from
+from speechlab.checkpoint.init_from import (
+    INIT_FROM_KEY,
+    apply_init_from,
+    check_init_from_file,
+    without_init_from,
+)
 from speechlab.checkpoint.last import ExactResume
+from speechlab.checkpoint.read import check_checkpoint_options
 from speechlab.checkpoint.recipe import RecipeInCheckpoint, build_recipe, build_task
 from speechlab.data.datamodule import build_datamodule
 from speechlab.run import resolvers  # the config resolvers (registered on import)
@@ -45,7 +51,13 @@ from speechlab.run.dashboards import (
     namespace_metrics,
 )
 from speechlab.run.reports import plain_metrics, print_metrics, write_metrics, write_predictions
-from speechlab.run.resume import TrainingLimits, plan_resume
+from speechlab.run.resume import LAST_CKPT, TrainingLimits, plan_resume
+from speechlab.run.resume_check import (
+    ResumeCheckpoint,
+    check_same_model,
+    check_weights_fit,
+    read_resume_checkpoint,
+)
 from speechlab.run.run_record import RunRecord
 from speechlab.run.threads import configure_threads, plan_threads, processes_per_node
 
@@ -136,6 +148,28 @@ def job_process_state(multirun: bool) -> Iterator[None]:
             os.environ.update(environment)
 
 
+def check_model_checkpoints(cfg: DictConfig, resumes: bool) -> None:
+    """Stop when a checkpoint the model config names (``model.judge_ckpt``,
+    ``model.vocoder.ckpt``, ``model.init_from.ckpt``, ...) is left ``???`` or is no file, with
+    its key and what it takes, before any data is prepared. ``model.init_from`` is left out when
+    the run ``resumes`` (a resume restores every weight); a model config that does not resolve
+    is left to :func:`check_config`.
+
+    Raises:
+        ValueError: a required checkpoint not given.
+        FileNotFoundError: no file where one is named.
+    """
+    try:
+        model = OmegaConf.to_container(cfg.model, resolve=True)
+    except Exception:  # check_config names what does not resolve
+        return
+    if not isinstance(model, dict):
+        return
+    if not resumes:
+        check_init_from_file(model.get(INIT_FROM_KEY))
+    check_checkpoint_options(without_init_from(model), "model")
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train and/or test as ``cfg`` says; return the logged metrics (``val/*``, ``test/*``) and
     ``<monitor>_best``, the best monitored validation value.
@@ -146,8 +180,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
     run_dir = Path(cfg.paths.output_dir)
     multirun, overrides = hydra_job()
     try:
+        resumes = bool(cfg.get("ckpt_path")) or (multirun and (run_dir / LAST_CKPT).is_file())
+        check_model_checkpoints(cfg, resumes)  # each by its key, with what it takes
         check_config(cfg, overrides)  # before any data is prepared
-    except ValueError as error:  # recorded as a failed attempt: the sweep summary shows it
+    except (ValueError, FileNotFoundError) as error:  # a failed attempt: the summary shows it
         failed = RunRecord(run_dir, cfg.model.get("monitor") or "val/loss", "min", overrides)
         failed.start()
         failed.fail(error)
@@ -164,8 +200,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
     record = RunRecord(run_dir, monitor, mode, overrides, new_run=new_run)
     record.start()
     try:
+        resume_from = None
+        if state.ckpt_path:  # before any data is prepared: the file holds this run's model
+            resume_from = read_resume_checkpoint(state.ckpt_path, cfg.get("ckpt_path"))
+            check_same_model(resume_from, cfg.model, *resolvers.hydra_choices_and_overrides())
         with job_process_state(multirun):
-            metrics = fit_and_test(cfg, record, state.ckpt_path)
+            metrics = fit_and_test(cfg, record, state.ckpt_path, resume_from)
     except Exception as error:
         record.fail(error)
         raise
@@ -183,8 +223,14 @@ def record_as_built(cfg: DictConfig, built: dict[str, dict[str, Any]]) -> None:
             cfg.data[key] = options
 
 
-def fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None) -> dict[str, float]:
-    """The recipe: seed, data, model, callbacks, loggers, trainer; fit from ``ckpt_path``, test."""
+def fit_and_test(
+    cfg: DictConfig,
+    record: RunRecord,
+    ckpt_path: str | None,
+    resume_from: ResumeCheckpoint | None = None,
+) -> dict[str, float]:
+    """The recipe: seed, data, model, callbacks, loggers, trainer; fit from ``ckpt_path`` (whose
+    weights, ``resume_from``, must fit the task built), test."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
@@ -203,11 +249,15 @@ def fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None) -> d
     task_inputs = datamodule.task_inputs()
     record_as_built(cfg, datamodule.built_options())
     task = build_task(cfg.model, task_inputs)
+    if resume_from is not None:  # as Lightning's strict load will need, before it is reached
+        check_weights_fit(resume_from, task, *resolvers.hydra_choices_and_overrides())
     datamodule.drop_inadmissible(task.check_example)
 
     callbacks = instantiate_group(cfg.get("callbacks"))
     callbacks += [
-        RecipeInCheckpoint(build_recipe(cfg, task_inputs)),
+        RecipeInCheckpoint(
+            build_recipe(cfg, task_inputs, *resolvers.hydra_choices_and_overrides())
+        ),
         ExactResume(),
         SkippedAudioReport(),
         NothingTrainedCheck(),

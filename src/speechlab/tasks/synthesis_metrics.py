@@ -78,7 +78,13 @@ class IntelligibilityJudge:
     def __init__(self, checkpoint: str | Path) -> None:
         from speechlab.checkpoint.recipe import load_checkpoint, restore_task
 
-        task = restore_task(load_checkpoint(checkpoint))
+        task = restore_task(
+            load_checkpoint(
+                checkpoint,
+                key="model.judge_ckpt",
+                expected="a checkpoint of a speechlab recognizer (e.g. model=ctc_lstm)",
+            )
+        )
         if not hasattr(task, "transcribe"):
             raise ValueError(
                 f"model.judge_ckpt={checkpoint} holds a {type(task).__name__}, which does not "

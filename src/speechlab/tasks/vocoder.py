@@ -21,6 +21,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.text import CharErrorRate
 
 from speechlab.audio.features import lengths_to_mask
+from speechlab.checkpoint.read import named, what_to_pass
 from speechlab.checkpoint.recipe import RECIPE_KEY, build_task, load_checkpoint, restore_task
 from speechlab.data.collate import Batch
 from speechlab.nn.vocoders.hifigan import (
@@ -202,7 +203,13 @@ class HiFiGANTask(SpeechTask):
     # -- training -------------------------------------------------------------------------
     def _load_acoustic(self) -> nn.Module:
         if not self._acoustic:
-            task = restore_task(load_checkpoint(self.acoustic_ckpt))
+            task = restore_task(
+                load_checkpoint(
+                    self.acoustic_ckpt,
+                    key="model.acoustic_ckpt",
+                    expected="a checkpoint of a model=tacotron2 run on this corpus",
+                )
+            )
             if not hasattr(task, "model") or not hasattr(task.model, "reduction"):
                 raise ValueError(
                     f"model.acoustic_ckpt={self.acoustic_ckpt} holds a {type(task).__name__}; "
@@ -392,22 +399,26 @@ class HiFiGANTask(SpeechTask):
             self._evaluate(batch, "test")
 
 
-def load_vocoder(ckpt: str | Path, frontend: nn.Module) -> HiFiGANVocoder:
+def load_vocoder(
+    ckpt: str | Path, frontend: nn.Module, key: str | None = "model.vocoder.ckpt"
+) -> HiFiGANVocoder:
     """The generator of a ``model=hifigan`` checkpoint as a vocoder for a synthesis model whose
     mels come from ``frontend`` (read with ``weights_only=True``; the discriminators are left
-    out). ``model/vocoder=hifigan model.vocoder.ckpt=<file>`` builds it.
+    out). ``model/vocoder=hifigan model.vocoder.ckpt=<file>`` builds it; ``key`` is the option
+    the messages name (None: none).
 
     Raises:
         FileNotFoundError: no file at ``ckpt``.
-        ValueError: not a HiFi-GAN checkpoint, or one trained on another log-mel (sample rate,
-            STFT, mel bands).
+        ValueError: ``ckpt`` is ``???`` (not given), not a HiFi-GAN checkpoint, or one trained
+            on another log-mel (sample rate, STFT, mel bands).
     """
-    checkpoint = load_checkpoint(ckpt)
+    expected = "a checkpoint of a model=hifigan run"
+    checkpoint = load_checkpoint(ckpt, key=key, expected=expected)
     model_cfg = checkpoint[RECIPE_KEY]["model"]
     if "generator" not in model_cfg:
         raise ValueError(
-            f"model.vocoder.ckpt={ckpt} is a {model_cfg.get('_target_')} checkpoint, not a "
-            "vocoder's; pass a checkpoint of python train.py model=hifigan"
+            f"{named(key, ckpt)} is a {model_cfg.get('_target_')} checkpoint, not a vocoder's; "
+            f"{what_to_pass(key, expected)}"
         )
     _check_same_frames(frontend, model_cfg["frontend"], f"the vocoder {ckpt}")
     generator = hydra.utils.instantiate(model_cfg["generator"])
@@ -419,10 +430,12 @@ def load_vocoder(ckpt: str | Path, frontend: nn.Module) -> HiFiGANVocoder:
     return HiFiGANVocoder(generator, frontend.sample_rate, frontend.hop_length).eval()
 
 
-def restore_with_vocoder(checkpoint: dict, vocoder_ckpt: str | Path) -> SpeechTask:
+def restore_with_vocoder(
+    checkpoint: dict, vocoder_ckpt: str | Path, key: str | None = None
+) -> SpeechTask:
     """The synthesis task of ``checkpoint`` speaking through the HiFi-GAN generator of
     ``vocoder_ckpt`` instead of the vocoder it was trained with (whose file, if it had one, need
-    not exist any more).
+    not exist any more); ``key``: the option ``vocoder_ckpt`` came from, named in messages.
 
     Raises:
         FileNotFoundError: no file at ``vocoder_ckpt``.
@@ -441,5 +454,5 @@ def restore_with_vocoder(checkpoint: dict, vocoder_ckpt: str | Path) -> SpeechTa
         raise ValueError(
             f"the checkpoint does not fit its own recipe: missing {missing}, unexpected {unexpected}"
         )
-    task.vocoder = load_vocoder(vocoder_ckpt, task.frontend).requires_grad_(False)
+    task.vocoder = load_vocoder(vocoder_ckpt, task.frontend, key).requires_grad_(False)
     return task.eval()
