@@ -16,6 +16,7 @@ from speechlab.run.callbacks import SkippedAudioReport
 from speechlab.run.config_check import check_config
 from speechlab.run.console import quiet_console
 from speechlab.run.reports import plain_metrics, print_metrics, write_metrics, write_predictions
+from speechlab.run.train import hydra_job
 from speechlab.tasks.vocoder import restore_with_vocoder
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> dict[str, float]:
     """Test ``cfg.ckpt_path``; write ``metrics.json`` and ``predictions.tsv`` into the run dir."""
     quiet_console()
-    check_config(cfg)  # the trainer's settings, before the checkpoint and its data are read
+    check_config(cfg, hydra_job()[1])  # the trainer's settings, before any checkpoint or data
     checkpoint = load_checkpoint(
         cfg.ckpt_path, key="ckpt_path", expected="a checkpoint of the speechlab run to evaluate"
     )

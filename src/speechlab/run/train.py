@@ -184,7 +184,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         check_model_checkpoints(cfg, resumes)  # each by its key, with what it takes
         check_config(cfg, overrides)  # before any data is prepared
     except (ValueError, FileNotFoundError) as error:  # a failed attempt: the summary shows it
-        failed = RunRecord(run_dir, cfg.model.get("monitor") or "val/loss", "min", overrides)
+        mode = cfg.model.get("monitor_mode") if cfg.model.get("monitor_mode") == "max" else "min"
+        failed = RunRecord(run_dir, cfg.model.get("monitor") or "val/loss", mode, overrides)
         failed.start()
         failed.fail(error)
         raise
@@ -231,12 +232,11 @@ def fit_and_test(
 ) -> dict[str, float]:
     """The recipe: seed, data, model, callbacks, loggers, trainer; fit from ``ckpt_path`` (whose
     weights, ``resume_from``, must fit the task built), test."""
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
-
     quiet_other_ranks()
     quiet_console()
     announce_run_dir(cfg.paths.output_dir)
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
     per_node = processes_per_node(cfg.trainer.accelerator, cfg.trainer.devices)
     configure_threads(plan_threads(cfg.threads.intra_op, cfg.threads.inter_op, per_node))
     task_class = hydra.utils.get_class(cfg.model._target_)
