@@ -61,9 +61,9 @@ def test_train_or_evaluate_from_a_file_that_is_not_a_checkpoint_says_what_to_pas
         ),
         (
             ["experiment=hifigan_finetune_mini_speaker"],
-            ValueError,
-            "model.init_from.ckpt is required and was not given; pass model.init_from.ckpt="
-            "<file>: a checkpoint of a model=hifigan run",
+            Exception,  # raised by the recipe's ${required:...}, wrapped by OmegaConf in process
+            "model.acoustic_ckpt is required by this recipe and was not given: pass "
+            "model.acoustic_ckpt=<a checkpoint of a model=tacotron2 run",
         ),
         (
             ["model=st_las", "data=mini_covost", "model.init_from.ckpt=/nope.ckpt"],
@@ -80,6 +80,6 @@ def test_train_with_a_missing_model_checkpoint_names_its_own_key(
     fresh = tmp_path / "data"
     with pytest.raises(error) as raised:
         train_in(tmp_path / "run", fresh, *overrides)
-    assert str(raised.value).startswith(expected)
+    assert expected in str(raised.value)
     assert "ckpt_path" not in str(raised.value)  # which would resume training
     assert not fresh.exists(), "checked before any data is prepared"

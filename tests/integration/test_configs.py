@@ -27,10 +27,26 @@ def job_config(cfg):
     return job
 
 
+def required_keys(cfg) -> list[str]:
+    """The keys a recipe leaves to the user: ``???`` and ``${required:...}``."""
+    found = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{path}.{key}" if path else str(key))
+        elif isinstance(node, str) and (node == "???" or node.startswith("${required:")):
+            found.append(path)
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "")
+    return found
+
+
 def build_all(cfg) -> None:
-    cfg = job_config(cfg)
-    for key in OmegaConf.missing_keys(cfg):  # ??? a recipe leaves to the user (a checkpoint)
+    cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    for key in required_keys(cfg):  # values a recipe leaves to the user (a checkpoint)
         OmegaConf.update(cfg, key, "given.ckpt")
+    OmegaConf.resolve(cfg)
     check_config(cfg)  # every shipped config passes the check a run makes before any data
     task_class = hydra.utils.get_class(cfg.model._target_)
     source = {"source_field": task_class.source_field} if task_class.source_field else {}

@@ -103,6 +103,17 @@ def on_cuda(accelerator: str, when_cuda: Any = True, otherwise: Any = False) -> 
     return when_cuda if cuda else otherwise
 
 
+def required(key: str, what: str = "a value") -> Any:
+    """``${required:<key>,'<what>'}``: a value a recipe cannot run without and has no default
+    for. Unlike ``???``, which merging over another config's value leaves that value in place,
+    it stops the run (before any data is prepared) unless ``<key>`` is given.
+
+    Raises:
+        ValueError: always: the key was not given; the message says what to pass.
+    """
+    raise ValueError(f"{key} is required by this recipe and was not given: pass {key}=<{what}>")
+
+
 def register() -> None:
     from speechlab.run.cluster import slurm_gpus_per_node, slurm_step
     from speechlab.run.loggers import run_id
@@ -117,6 +128,7 @@ def register() -> None:
     OmegaConf.register_new_resolver(
         "slurm_gpus_per_node", slurm_gpus_per_node, use_cache=True, replace=True
     )
+    OmegaConf.register_new_resolver("required", required, replace=True)
     OmegaConf.register_new_resolver("wandb_offline", wandb_offline, replace=True)
     # ${run_id:${paths.output_dir}}: one id per run dir, so a resumed run continues its tracker run
     OmegaConf.register_new_resolver("run_id", run_id, replace=True)
