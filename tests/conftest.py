@@ -31,6 +31,23 @@ if "OMP_NUM_THREADS" not in os.environ:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+# The embedded corpora at the sizes the tests use (a few seconds to generate), by data config:
+# every test that runs one of them small passes the same overrides, so it is generated once.
+SMALL_CORPORA = {
+    "mini_speaker": ["data.prepare.num_sentences=40"],
+    "mini_covost": [
+        "data.prepare.train_sentences=16",
+        "data.prepare.dev_sentences=4",
+        "data.prepare.test_sentences=4",
+        "data.prepare.train_speakers=2",
+        "data.prepare.dev_speakers=1",
+        "data.prepare.test_speakers=1",
+        "data.prepare.train_readings=1",
+        "data.prepare.eval_readings=1",
+    ],
+}
+
+
 def shared_data(*parts: str) -> Path:
     """A path under ../shared/data, or skip the test with the reason it is absent."""
     path = SHARED_DATA.joinpath(*parts)

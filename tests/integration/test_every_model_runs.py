@@ -16,23 +16,10 @@ import hydra
 import pytest
 
 from speechlab.run.train import run as train
-from tests.conftest import CONF, composed
+from tests.conftest import CONF, SMALL_CORPORA, composed
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SMALL = {  # the embedded corpora at the sizes the other tests use: generated once per session
-    "mini_speaker": ["data.prepare.num_sentences=40"],
-    "mini_covost": [
-        "data.prepare.train_sentences=16",
-        "data.prepare.dev_sentences=4",
-        "data.prepare.test_sentences=4",
-        "data.prepare.train_speakers=2",
-        "data.prepare.dev_speakers=1",
-        "data.prepare.test_speakers=1",
-        "data.prepare.train_readings=1",
-        "data.prepare.eval_readings=1",
-    ],
-}
 SYNTHESIS = ("tts", "vocoder")  # metric namespaces of the tasks that learn one voice
 
 
@@ -58,7 +45,7 @@ def test_every_model_config_trains_validates_and_tests_a_batch_as_typed(
     overrides = [
         f"model={model}",
         f"data={data}",
-        *SMALL.get(data, []),
+        *SMALL_CORPORA.get(data, []),
         f"paths.data_dir={data_dir}",
         "debug=fast_dev_run",
     ]

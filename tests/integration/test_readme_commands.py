@@ -38,7 +38,7 @@ import soundfile as sf
 import torch
 import yaml
 
-from tests.conftest import REPO, SHARED_DATA
+from tests.conftest import REPO, SHARED_DATA, SMALL_CORPORA
 from tests.integration.test_st import tiny_covost  # noqa: F401  (fixture: a CoVoST 2 root)
 
 README = REPO / "README.md"
@@ -56,19 +56,8 @@ OPTUNA_TRIALS = "hydra.sweeper.n_trials=1"
 # Embedded corpora that a full-size line would generate for minutes; the same sizes as the
 # other tests use, so each is generated once per session.
 CORPUS_LIMITS = {
-    "speechlab.corpora.embedded.mini_speaker.ensure_mini_speaker": [
-        "data.prepare.num_sentences=40"
-    ],
-    "speechlab.corpora.embedded.mini_covost.ensure_mini_covost": [
-        "data.prepare.train_sentences=16",
-        "data.prepare.dev_sentences=4",
-        "data.prepare.test_sentences=4",
-        "data.prepare.train_speakers=2",
-        "data.prepare.dev_speakers=1",
-        "data.prepare.test_speakers=1",
-        "data.prepare.train_readings=1",
-        "data.prepare.eval_readings=1",
-    ],
+    "speechlab.corpora.embedded.mini_speaker.ensure_mini_speaker": SMALL_CORPORA["mini_speaker"],
+    "speechlab.corpora.embedded.mini_covost.ensure_mini_covost": SMALL_CORPORA["mini_covost"],
 }
 
 

@@ -80,18 +80,24 @@ def fake_slurm(folder: Path, *commands: str) -> None:
         (folder / command).chmod(0o755)
 
 
-def test_a_slurm_sweep_that_cannot_be_sized_stops_before_any_job(tmp_path, monkeypatch, capsys):
-    fake_slurm(tmp_path, "sbatch")
-    monkeypatch.setenv("PATH", str(tmp_path))  # sbatch, but no sinfo
+def sweep_stop(overrides: list[str], tmp_path: Path, capsys) -> str:
+    """What CheckBeforeSweep prints when it stops a multirun of ``overrides`` (exit status 1)."""
     with (
-        composed("train", ["launcher=submitit_slurm", "trainer=ddp"], tmp_path) as cfg,
+        composed("train", ["launcher=submitit_slurm", *overrides], tmp_path) as cfg,
         pytest.raises(SystemExit) as caught,
     ):
         CheckBeforeSweep().on_multirun_start(config=cfg)
     assert caught.value.code == 1
     printed = capsys.readouterr().err
-    assert "trainer.devices=auto" in printed and "set trainer.devices=<GPUs per node>" in printed
     assert "Traceback" not in printed
+    return printed
+
+
+def test_a_slurm_sweep_that_cannot_be_sized_stops_before_any_job(tmp_path, monkeypatch, capsys):
+    fake_slurm(tmp_path, "sbatch")
+    monkeypatch.setenv("PATH", str(tmp_path))  # sbatch, but no sinfo
+    printed = sweep_stop(["trainer=ddp"], tmp_path, capsys)
+    assert "trainer.devices=auto" in printed and "set trainer.devices=<GPUs per node>" in printed
 
 
 def test_a_sweep_whose_settings_resolve_starts(tmp_path: Path, monkeypatch):
@@ -104,13 +110,7 @@ def test_a_sweep_whose_settings_resolve_starts(tmp_path: Path, monkeypatch):
 
 def test_a_slurm_sweep_off_the_cluster_says_where_to_start_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch: not a SLURM login node
-    with (
-        composed("train", ["launcher=submitit_slurm", "trainer.devices=1"], tmp_path) as cfg,
-        pytest.raises(SystemExit) as caught,
-    ):
-        CheckBeforeSweep().on_multirun_start(config=cfg)
-    assert caught.value.code == 1
-    printed = capsys.readouterr().err
+    printed = sweep_stop(["trainer.devices=1"], tmp_path, capsys)
     assert "sbatch" in printed and "launcher=submitit_local" in printed
 
 
