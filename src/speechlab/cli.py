@@ -294,7 +294,7 @@ def _compose_data(overrides: Sequence[str], config_dir: str | None):
     try:
         with initialize_config_dir(config_dir=str(found.resolve()), version_base="1.3"):
             cfg = compose(config_name="train", overrides=list(overrides))
-            check_config(cfg, overrides)  # a value of the wrong shape, before any data is read
+            check_config(cfg, overrides, sections=("data",))  # before any data is read
             return cfg.data
     except (HydraException, ConfigValueError) as error:
         raise SystemExit(f"speechlab shard: {error}") from None

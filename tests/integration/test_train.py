@@ -129,3 +129,4 @@ def test_missing_corpus_stops_before_training_with_the_expected_layout(tmp_path)
     assert str(tmp_path / "nowhere") in message
     assert "_nohash_" in message and "validation_list.txt" in message
     assert "Epoch" not in result.stdout
+    assert result.returncode == 1 and "Traceback" not in message  # the message alone

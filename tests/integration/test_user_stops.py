@@ -1,6 +1,7 @@
 """What a user sees when a run stops for a reason of theirs: the message alone, no traceback, a
 non-zero exit status, the run recorded as failed with that message; and a console without the
-lines nobody can act on."""
+lines nobody can act on. (A missing corpus: test_train.py; a missing or foreign checkpoint:
+test_checkpoint_options.py; which errors keep their traceback: tests/unit/test_stops.py.)"""
 
 from __future__ import annotations
 
@@ -79,38 +80,3 @@ def test_a_diverged_run_prints_its_message_and_where_its_weights_are(data_dir, t
     wandb_log(run_dir)  # one offline run, readable
     (debug,) = (run_dir / "wandb").glob("offline-run-*/logs/debug.log")
     assert "got exitcode: 1" in debug.read_text()
-
-
-def test_evaluating_a_checkpoint_that_is_not_there_prints_what_to_pass(tmp_path):
-    result = typed("evaluate.py", f"ckpt_path={tmp_path / 'nope.ckpt'}")
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    assert f"Error: ckpt_path={tmp_path / 'nope.ckpt'}" in result.stderr
-
-
-def test_a_corpus_that_is_not_where_the_config_says_prints_the_layout_expected(tmp_path):
-    result = typed(
-        "train.py",
-        "data=common_voice",
-        f"data.reader.root={tmp_path / 'cv' / 'en'}",
-        f"paths.data_dir={tmp_path / 'data'}",
-        f"hydra.run.dir={tmp_path / 'run'}",
-    )
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    assert f"Error: the Common Voice root {tmp_path / 'cv' / 'en'} does not exist" in result.stderr
-    assert "data.reader.root=" in result.stderr
-
-
-def test_an_unexpected_error_keeps_its_traceback(data_dir, tmp_path):
-    # raised by torch's AdamW, not by a check of ours: it keeps the traceback that locates it
-    result = typed(
-        "train.py",
-        *KWS,
-        "+model.optimizer.betas=[2.0,0.999]",
-        f"paths.data_dir={data_dir}",
-        f"hydra.run.dir={tmp_path / 'run'}",
-    )
-    assert result.returncode == 1
-    assert "Traceback (most recent call last)" in result.stderr
-    assert "Invalid beta parameter" in result.stderr

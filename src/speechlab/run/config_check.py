@@ -56,7 +56,9 @@ class ConfigValueError(ValueError):
 PLAIN = {"seed": int, "train": bool, "test": bool}
 
 
-def check_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
+def check_config(
+    cfg: DictConfig, overrides: Sequence[str] = (), sections: Sequence[str] = CHECKED
+) -> None:
     """Hold the config against what it builds, before any data is prepared: a plain value typed
     where a config group belongs (``model.compile=true``), each ``_target_`` node under
     :data:`CHECKED` against its callable's signature (and :data:`VALUES`), and the plain values
@@ -65,6 +67,7 @@ def check_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     Args:
         cfg: the composed job config (interpolations are resolved here, on a copy).
         overrides: the command line's overrides, quoted back in messages.
+        sections: the parts of the config that will be built (``speechlab shard``: ``data``).
 
     Raises:
         ConfigValueError: a key the callable does not take, or a value of the wrong type; the
@@ -78,7 +81,7 @@ def check_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
             raise ConfigValueError(
                 f"{given(key, value, typed)}: {key} takes {describe(wanted)}, not {kind(value)}."
             )
-    for section in CHECKED:
+    for section in sections:
         node = cfg.get(section)
         if node is None:
             continue
