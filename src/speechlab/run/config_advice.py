@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections.abc as abc
 import inspect
-import logging
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -22,8 +21,6 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
-
-log = logging.getLogger(__name__)
 
 # What typing.get_origin gives for the mapping and sequence hints a config value can fill.
 MAPPINGS = (dict, abc.Mapping, abc.MutableMapping)
@@ -69,10 +66,15 @@ def kind(value: Any) -> str:
     return names.get(type(value), type(value).__name__) + f" ({show(value)})"
 
 
+def is_union(hint: Any) -> bool:
+    """Whether ``hint`` is a union (``A | B``, ``Optional[A]``)."""
+    return typing.get_origin(hint) in (typing.Union, types.UnionType)
+
+
 def describe(hint: Any) -> str:
     """A type hint as a reader of a config says it."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union or origin is types.UnionType:
+    if is_union(hint):
         literals = [v for a in args if typing.get_origin(a) is typing.Literal for v in a.__args__]
         parts = [
             describe(a)

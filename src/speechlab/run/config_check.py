@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import collections.abc as abc
 import inspect
-import logging
 import os
 import pathlib
 import re
-import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
@@ -37,11 +35,10 @@ from speechlab.run.config_advice import (
     describe,
     given,
     group_of,
+    is_union,
     kind,
     typed_overrides,
 )
-
-log = logging.getLogger(__name__)
 
 # The parts of train.yaml whose nodes build objects.
 CHECKED = ("data", "model", "trainer", "callbacks", "logger")
@@ -160,12 +157,8 @@ def _check_target(node: Mapping[str, Any], path: str, typed: Mapping[str, str]) 
 
 def _typed_dict(hint: Any) -> Any:
     """The ``TypedDict`` in ``hint`` (itself, or a member of a union), or None."""
-    members = typing.get_args(hint) if _is_union(hint) else (hint,)
+    members = typing.get_args(hint) if is_union(hint) else (hint,)
     return next((m for m in members if typing.is_typeddict(m)), None)
-
-
-def _is_union(hint: Any) -> bool:
-    return typing.get_origin(hint) in (typing.Union, types.UnionType)
 
 
 def _key_problem(value: Mapping[str, Any], hint: Any) -> tuple[str, Any, str] | None:
@@ -276,7 +269,7 @@ def fits(value: Any, hint: Any) -> bool:
         return value is None
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if origin is typing.Union or origin is types.UnionType:
+    if is_union(hint):
         return any(fits(value, arg) for arg in args)
     if origin is typing.Literal:
         return any(value == arg and type(value) is type(arg) for arg in args)

@@ -78,24 +78,26 @@ def message_of(error: BaseException) -> str:
     if cause is not None and raised_on_purpose(cause):
         error = cause  # a resolver's own message, not OmegaConf's wrapping of it
     text = (str(error).strip() or type(error).__name__) + where
-    where = [
-        h.baseFilename
-        for h in logging.getLogger().handlers
-        if isinstance(h, logging.FileHandler) and h.baseFilename != os.devnull
-    ]
-    kept = f"; its traceback is in {where[-1]}" if where else ""
+    logs = _run_logs()
+    kept = f"; its traceback is in {logs[-1].baseFilename}" if logs else ""
     return f"Error: {text}\n({type(error).__name__}{kept})"
 
 
+def _run_logs() -> list[logging.FileHandler]:
+    """The run log's handlers: the root logger's files (Hydra's ``<run dir>/<task>.log``)."""
+    return [
+        h
+        for h in logging.getLogger().handlers
+        if isinstance(h, logging.FileHandler) and h.baseFilename != os.devnull
+    ]
+
+
 def _traceback_to_run_log(error: BaseException) -> None:
-    """The full traceback into the run log's file handlers only, not onto the console."""
-    record = logging.LogRecord(
-        log.name, logging.ERROR, __file__, 0, "run stopped", None, exc_info=None
-    )
-    record.exc_info = (type(error), error, error.__traceback__)
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.handle(record)
+    """The full traceback into the run log only, not onto the console."""
+    exc_info = (type(error), error, error.__traceback__)
+    record = logging.LogRecord(log.name, logging.ERROR, __file__, 0, "run stopped", None, exc_info)
+    for handler in _run_logs():
+        handler.handle(record)
 
 
 @contextmanager

@@ -106,7 +106,7 @@ class SpeechTask(L.LightningModule):
         self._first_step = 0  # the global step this fit started from
         # (value, algorithm) a manually optimised task clips its gradients with before each
         # optimizer step: the trainer's gradient_clip_val, handed over by the runner, since
-        # Lightning clips automatically optimised modules only (see manual_gradient_clip).
+        # Lightning clips automatically optimised modules only (see on_before_optimizer_step).
         self.manual_gradient_clip: tuple[float, str] | None = None
         self.encoder_compiler = EncoderCompiler.from_config(compile)
 
