@@ -107,3 +107,43 @@ def write_tsv(path: Path, rows: Sequence[dict[str, str]], header: Sequence[str])
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data dir shared by the whole session, so the embedded corpus is generated once."""
     return tmp_path_factory.mktemp("data")
+
+
+# A few seconds of the embedded mini Common Voice: the corpus the format round trips export.
+TINY_VOICE = {
+    "num_sentences": 14,
+    "dev_sentences": 3,
+    "test_sentences": 3,
+    "train_speakers": 3,
+    "dev_speakers": 2,
+    "test_speakers": 2,
+    "speakers_per_sentence": 2,
+}  # 16 + 6 + 6 = 28 clips
+
+
+@pytest.fixture(scope="session")
+def tiny_voice(data_dir: Path):
+    """The manifest of a tiny mini_voice as the Common Voice reader reads it (every split)."""
+    from speechlab.corpora.common_voice import CommonVoiceReader
+    from speechlab.corpora.embedded.mini_voice import ensure_mini_voice
+    from speechlab.data.manifest import build_manifest
+
+    root = ensure_mini_voice(data_dir / "tiny_voice", **TINY_VOICE)
+    return build_manifest(CommonVoiceReader(root, clip_sample_rate=22050))
+
+
+def assert_same_corpus(expected, actual) -> None:
+    """Two manifests hold the same utterances in every split: ids, durations (to the
+    millisecond), offsets, texts, translations, labels and speakers (order aside)."""
+    from speechlab.data.reader import SPLITS
+
+    for split in SPLITS:
+        want = {u.id: u for u in expected.splits[split]}
+        got = {u.id: u for u in actual.splits[split]}
+        assert sorted(got) == sorted(want), split
+        for uid, utterance in want.items():
+            other = got[uid]
+            assert round(other.duration, 3) == round(utterance.duration, 3), (split, uid)
+            assert round(other.offset, 3) == round(utterance.offset, 3), (split, uid)
+            for name in ("text", "translation", "label", "speaker"):
+                assert getattr(other, name) == getattr(utterance, name), (split, uid, name)

@@ -7,6 +7,7 @@ speechlab synthesize CKPT "text" -o out.wav  speech from text (any length, split
 speechlab build-lm TRANSCRIPTS -o lm.arpa   word n-gram LM (+ lexicon) for beam search
 speechlab average CKPT CKPT... -o avg.ckpt  average the weights of checkpoints of one model
 speechlab shard data=CORPUS [KEY=VALUE...] -o DIR   tar shards of every split, to stream
+speechlab convert data=CORPUS --to FORMAT -o DIR     the corpus as manifest|kaldi|lhotse|hf files
 """
 
 from __future__ import annotations
@@ -270,7 +271,7 @@ def average(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compose_data(overrides: Sequence[str], config_dir: str | None):
+def _compose_data(overrides: Sequence[str], config_dir: str | None, command: str = "shard"):
     """The ``data`` node of ``conf/train.yaml`` composed with ``overrides``, as train.py would,
     and checked as train.py checks it (:func:`speechlab.run.config_check.check_config`).
 
@@ -286,7 +287,7 @@ def _compose_data(overrides: Sequence[str], config_dir: str | None):
     found = next((c for c in candidates if (c / "train.yaml").is_file()), None)
     if found is None:
         raise SystemExit(
-            f"speechlab shard: no train.yaml in {' or '.join(map(str, candidates))}; run it "
+            f"speechlab {command}: no train.yaml in {' or '.join(map(str, candidates))}; run it "
             "from the speechlab checkout or pass --config-dir <its conf/>"
         )
     from speechlab.run.config_check import ConfigValueError, check_config
@@ -297,7 +298,7 @@ def _compose_data(overrides: Sequence[str], config_dir: str | None):
             check_config(cfg, overrides, sections=("data",))  # before any data is read
             return cfg.data
     except (HydraException, ConfigValueError) as error:
-        raise SystemExit(f"speechlab shard: {error}") from None
+        raise SystemExit(f"speechlab {command}: {error}") from None
 
 
 def _parse_size(text: str) -> int:
@@ -376,6 +377,47 @@ def shard(args: argparse.Namespace) -> int:
             f"({len(manifest.skipped)} while reading the corpus, the rest unreadable audio)",
             file=sys.stderr,
         )
+    return 0
+
+
+def convert(args: argparse.Namespace) -> int:
+    """Write every split of the composed corpus in ``args.to``'s format into ``args.output``
+    (see :mod:`speechlab.corpora.convert`); print one line per split, the skipped entries and
+    the command that trains on the output."""
+    import hydra
+
+    from speechlab.corpora.convert import writer
+    from speechlab.data.reader import CorpusLayoutError
+
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise SystemExit(
+            f"speechlab convert: -o {out} is a file; the {args.to} files go into a folder: name "
+            "a new or existing folder"
+        )
+    data_cfg = _compose_data(args.overrides, args.config_dir, command="convert")
+    datamodule = hydra.utils.instantiate(data_cfg, target_field="label")
+    try:
+        datamodule.prepare_data()  # the corpus reader and its cached manifest
+    except CorpusLayoutError as error:
+        raise SystemExit(f"speechlab convert: {error}") from None
+    manifest = datamodule.manifest
+    try:
+        writer(args.to)(manifest.splits, out)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"speechlab convert: writing {args.to} files to {out}: {error}") from None
+    for split, table in manifest.splits.items():
+        hours = float(table.durations.sum()) / 3600
+        print(f"{out}\t{split}: {len(table)} utterances, {hours:.3f} h")
+    for path, reason in sorted(manifest.skipped.items()):
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    if manifest.skipped:
+        print(
+            f"{len(manifest.skipped)} corpus entries skipped while reading (above); the "
+            "others were written",
+            file=sys.stderr,
+        )
+    print(f"train on it: python train.py data={args.to} data.reader.root={out}", file=sys.stderr)
     return 0
 
 
@@ -467,6 +509,25 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("--seed", type=int, default=0, help="seed of the utterance order in shards")
     h.add_argument("--config-dir", help="the conf/ folder (default: ./conf, then the checkout's)")
     h.set_defaults(run=shard)
+
+    c = commands.add_parser(
+        "convert", help="write a corpus's splits as manifest, Kaldi, Lhotse or Hugging Face files"
+    )
+    c.add_argument(
+        "overrides",
+        nargs="*",
+        help="config overrides as for train.py: data=<corpus> data.reader.root=... (Hydra)",
+    )
+    c.add_argument(
+        "--to",
+        required=True,
+        choices=("manifest", "kaldi", "lhotse", "hf"),
+        help="manifest: <split>.jsonl (NeMo keys); kaldi: <split>/wav.scp, text, utt2spk, ...; "
+        "lhotse: cuts_<split>.jsonl.gz; hf: a datasets save_to_disk folder (audio embedded)",
+    )
+    c.add_argument("-o", "--output", required=True, help="the folder to write")
+    c.add_argument("--config-dir", help="the conf/ folder (default: ./conf, then the checkout's)")
+    c.set_defaults(run=convert)
     return main
 
 
