@@ -108,6 +108,10 @@ PRODUCERS = {
     "python train.py -m model.optimizer.lr=1e-3,3e-3": "sweep",
     "python train.py callbacks.model_checkpoint.save_top_k=5": "top_k",
     "speechlab shard data=mini_voice -o shards/mini_voice --shard-seconds 600": "shards",
+    **{
+        f"speechlab convert data=mini_voice --to {format} -o exp/{format}": f"{format}_files"
+        for format in ("manifest", "kaldi", "lhotse", "hf")
+    },
 }
 # Producers that need more than one epoch to make what their users read.
 PRODUCER_EPOCHS = {"top_k": 2}
@@ -160,8 +164,11 @@ def plan(command: str) -> Plan:
         p.needs.add("lm")
     if tool == "speechlab build-lm":
         p.provides = "lm"
-    if tool == "speechlab shard":
-        p.needs.add("ctc")  # shards the embedded corpus that run generates
+    if tool in ("speechlab shard", "speechlab convert"):
+        p.needs.add("ctc")  # shards or converts the embedded corpus that run generates
+    converted = re.search(r"data\.reader\.root=exp/(\w+)", command)
+    if converted:
+        p.needs.add(f"{converted.group(1)}_files")  # the files `speechlab convert` wrote
     if "data.shards=shards/" in command:
         p.needs.add("shards")
     if "/data/LJSpeech-1.1" in command:
@@ -261,6 +268,7 @@ class Workspace:
     def roots(self) -> dict[str, Path | None]:
         """The README's example corpus roots, and what stands in for each here."""
         fsdd = SHARED_DATA / "fsdd"
+        speechocean = SHARED_DATA / "speechocean762"
         return {
             "/data/cv-corpus-6.1/en": self.cv_en,
             "/data/cv/en": self.cv_speaker,
@@ -268,6 +276,7 @@ class Workspace:
             "/data/covost2": self.covost,
             "/data/cv-corpus-4/fr": self.covost / "fr" if self.covost else None,
             "/data/LJSpeech-1.1": self.data_dir / "mini_speaker",
+            "/data/speechocean762": speechocean if speechocean.is_dir() else None,
         }
 
     # one command -------------------------------------------------------------------------
@@ -324,6 +333,10 @@ class Workspace:
                 replace(example, str(stand_in))
         unfilled = [w for w in words if "=/data/" in w]
         assert not unfilled, f"README line {p.command!r}: teach this test a root for {unfilled}"
+        converted = re.search(r"data\.reader\.root=(exp/(\w+))", p.command)
+        if converted:
+            made = self.produced[f"{converted.group(2)}_files"].cwd / converted.group(1)
+            shutil.copytree(made, cwd / converted.group(1), symlinks=True)
         if "data.shards=shards/" in p.command:
             shutil.copytree(self.produced["shards"].cwd / "shards", cwd / "shards")
         if "lm.arpa" in p.command and p.tool != "speechlab build-lm":
@@ -495,6 +508,22 @@ def expect_shards(result: Result, p: Plan) -> None:
         assert sorted(out.glob(f"{split}/shard-*.tar")), f"no shards in {out / split}"
 
 
+def expect_converted(result: Result, p: Plan) -> None:
+    """Each split written, with utterances, in files of the format asked for."""
+    out = result.cwd / result.argv[result.argv.index("-o") + 1]
+    counts = dict(re.findall(r"\t(\w+): (\d+) utterances", result.stdout))
+    assert sorted(counts) == ["test", "train", "validation"], result.stdout
+    assert all(int(n) > 0 for n in counts.values()), counts
+    format = result.argv[result.argv.index("--to") + 1]
+    expected = {
+        "manifest": ["train.jsonl"],
+        "kaldi": ["train/wav.scp", "train/text", "train/utt2spk"],
+        "lhotse": ["cuts_train.jsonl.gz"],
+        "hf": ["dataset_dict.json"],
+    }[format]
+    assert all((out / name).is_file() for name in expected), sorted(out.rglob("*"))
+
+
 def expect_summary(result: Result, p: Plan) -> None:
     sweep = result.cwd / result.argv[-1]
     assert (sweep / "summary.md").read_text().startswith("# Sweep")
@@ -510,6 +539,7 @@ TOOLS = {
     "speechlab synthesize": expect_wav,
     "speechlab average": expect_average,
     "speechlab shard": expect_shards,
+    "speechlab convert": expect_converted,
     "python -m speechlab.run.sweep_summary": expect_summary,
 }
 

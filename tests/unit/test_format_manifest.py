@@ -235,3 +235,17 @@ def test_layout_errors_say_what_to_pass(tmp_path):
         ManifestReader(tmp_path, NEMO, holdout=0).check_layout()
     with pytest.raises(ValueError, match="columns has \\['wave'\\]"):
         ManifestReader(tmp_path, columns={"audio": "a", "wave": "b"})
+
+
+def test_the_manifest_is_cached_until_a_split_file_changes(corpus, tmp_path):
+    from speechlab.data.manifest import load_or_build_manifest
+
+    reader = reader_from_config(corpus, tmp_path)
+    first = load_or_build_manifest(reader, tmp_path / "cache")
+    again = load_or_build_manifest(reader_from_config(corpus, tmp_path), tmp_path / "cache")
+    assert again.directory == first.directory
+    with (corpus / "test.jsonl").open("a") as f:
+        f.write(json.dumps({"audio_filepath": "audio/a0.wav", "duration": 0.5, "id": "new"}) + "\n")
+    changed = load_or_build_manifest(reader_from_config(corpus, tmp_path), tmp_path / "cache")
+    assert changed.directory != first.directory
+    assert "new" in {u.id for u in changed.splits["test"]}
