@@ -55,7 +55,7 @@ class ShardReport:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def _encoded_audio(utterance: Utterance) -> tuple[bytes, str, int]:
+def encoded_audio(utterance: Utterance) -> tuple[bytes, str, int]:
     """The bytes to store for ``utterance``, their extension and the audio's own rate (Hz).
 
     Raises:
@@ -141,7 +141,7 @@ def write_shards(
     for position in order:
         utterance = utterances[position]
         try:
-            data, extension, rate = _encoded_audio(utterance)
+            data, extension, rate = encoded_audio(utterance)
         except AudioError as error:
             skipped[utterance.audio_path] = str(error)
             continue
