@@ -31,18 +31,10 @@ from speechlab.corpora.embedded.mini_voice import (
     plan_speakers,
 )
 from speechlab.data.reader import SPLITS, ScanReport
-from tests.conftest import composed
+from tests.conftest import TINY_VOICE, composed
 from tests.integration.test_configs import job_config
 
-TINY = {
-    "num_sentences": 14,
-    "dev_sentences": 3,
-    "test_sentences": 3,
-    "train_speakers": 3,
-    "dev_speakers": 2,
-    "test_speakers": 2,
-    "speakers_per_sentence": 2,
-}  # 16 + 6 + 6 = 28 clips
+TINY = TINY_VOICE  # 16 + 6 + 6 = 28 clips
 TSV_SPLITS = {"train.tsv": "train", "dev.tsv": "validation", "test.tsv": "test"}
 
 

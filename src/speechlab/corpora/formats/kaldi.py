@@ -70,7 +70,7 @@ from pathlib import Path
 
 from speechlab.corpora.formats.entries import EntryCheck
 from speechlab.corpora.formats.splits import SplitSources
-from speechlab.data.reader import SPLITS, CorpusLayoutError, ScanReport
+from speechlab.data.reader import CorpusLayoutError, ScanReport
 from speechlab.data.utterance import Utterance
 from speechlab.text.normalize import TextNormalizer
 
@@ -261,8 +261,6 @@ class KaldiReader:
             CorpusLayoutError: ``wav.scp`` holds a command (``allow_commands`` false) or an
                 extended filename.
         """
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         check = EntryCheck(report, self.normalizer, self.probe)
         yield from self._split_sources().scan(split, lambda path, _: self._read(path, check))
 

@@ -113,7 +113,13 @@ class SplitSources:
         self, split: str, read: Callable[[object, str], Iterator[Utterance]]
     ) -> Iterator[Utterance]:
         """The utterances of ``split``: ``read(source, split)`` of its own source, or its share
-        of the train source when it has none (the train split then loses that share)."""
+        of the train source when it has none (the train split then loses that share).
+
+        Raises:
+            ValueError: ``split`` is not one of :data:`~speechlab.data.reader.SPLITS`.
+        """
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         source = self.sources[split]
         if source is not None and not (split == "train" and self.held_out):
             yield from read(source, split)
