@@ -107,7 +107,7 @@ class _StringBuilder:
             None if self.valid is None else np.frombuffer(self.valid, dtype=np.int8).astype(bool)
         )
         return StringColumn(
-            np.frombuffer(bytes(self.data), dtype=np.uint8),
+            np.frombuffer(self.data, dtype=np.uint8),  # the buffer itself, not a copy of it
             np.frombuffer(self.offsets, dtype=np.int64).copy(),
             valid,
         )
