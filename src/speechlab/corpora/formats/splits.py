@@ -2,10 +2,10 @@
 
 A corpus in a general format comes as one source per split (a manifest file, a data dir, a cut
 manifest, a dataset split). A split not given and not found under one of its usual names
-(:data:`SPLIT_NAMES`) is held out of the train source: a stable hash of each utterance's speaker
-(of its recording when no speaker is known, of its id as a last resort) puts a ``holdout`` share
-of the speakers in it, so the held-out split shares no speaker with train. The same hash gives
-the same split on every machine and run.
+(:data:`SPLIT_NAMES`) is held out of the train source: a ``holdout`` share of train's speakers (of
+its recordings when no speaker is known), at least one, taken in the order of a stable hash, so
+the held-out split shares no speaker with train and is the same on every machine and run. A
+train source with too few speakers for that holds utterances out instead, and says so.
 """
 
 from __future__ import annotations
@@ -15,8 +15,11 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
+import numpy as np
+
 from speechlab.data.reader import SPLITS, CorpusLayoutError
 from speechlab.data.utterance import Utterance
+from speechlab.data.utterance_table import UtteranceTable
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +34,6 @@ SPLIT_NAMES: dict[str, tuple[str, ...]] = {
 def holdout_bucket(key: str) -> float:
     """A number in ``[0, 1)`` fixed by ``key`` (CRC-32), the same on every machine and run."""
     return (zlib.crc32(key.encode("utf-8")) % 10_000) / 10_000
-
-
-def holdout_key(utterance: Utterance) -> str:
-    """What a held-out split keeps together: the speaker, else the recording, else the id."""
-    return utterance.speaker or utterance.audio_path or utterance.id
 
 
 class SplitSources:
@@ -86,6 +84,8 @@ class SplitSources:
                 f"{'/'.join(SPLIT_NAMES['train'])}, or data.reader.train=<its name>"
             )
         self.held_out = [split for split in SPLITS if self.sources[split] is None]
+        self._pending = {"train", *self.held_out}  # the splits the train source serves
+        self._train: tuple[UtteranceTable, np.ndarray] | None = None
         if self.held_out and not self.holdout:
             raise CorpusLayoutError(
                 f"no {' or '.join(self.held_out)} split in {where} and data.reader.holdout=0: "
@@ -93,27 +93,13 @@ class SplitSources:
                 "(e.g. 0.05) of train's speakers"
             )
 
-    def shares(self) -> tuple[float, float]:
-        """``(validation, test)`` shares held out of train."""
-        validation = self.holdout if "validation" in self.held_out else 0.0
-        test = self.holdout if "test" in self.held_out else 0.0
-        return validation, test
-
-    def split_of(self, utterance: Utterance) -> str:
-        """The split an utterance of the train source belongs to."""
-        validation, test = self.shares()
-        bucket = holdout_bucket(holdout_key(utterance))
-        if bucket < test:
-            return "test"
-        if bucket < test + validation:
-            return "validation"
-        return "train"
-
     def scan(
         self, split: str, read: Callable[[object, str], Iterator[Utterance]]
     ) -> Iterator[Utterance]:
         """The utterances of ``split``: ``read(source, split)`` of its own source, or its share
-        of the train source when it has none (the train split then loses that share).
+        of the train source when it has none (the train split then loses that share). The train
+        source is then read once, for every split it serves, and held as a columnar table until
+        each of them has been scanned.
 
         Raises:
             ValueError: ``split`` is not one of :data:`~speechlab.data.reader.SPLITS`.
@@ -124,19 +110,74 @@ class SplitSources:
         if source is not None and not (split == "train" and self.held_out):
             yield from read(source, split)
             return
-        count = 0
-        for utterance in read(self.sources["train"], split):
-            if self.split_of(utterance) == split:
-                count += 1
-                yield utterance
-        if split != "train":
+        table, assigned = self._train_assignment(read)
+        for row in np.flatnonzero(assigned == SPLITS.index(split)).tolist():
+            yield table[row]
+        self._pending.discard(split)
+        if not self._pending:
+            self._train = None  # every split it serves is built: free it
+
+    def _train_assignment(
+        self, read: Callable[[object, str], Iterator[Utterance]]
+    ) -> tuple[UtteranceTable, np.ndarray]:
+        """The train source's utterances and the split (index in ``SPLITS``) of each."""
+        if self._train is None:
+            table = UtteranceTable.from_utterances(read(self.sources["train"], "train"))
+            self._train = (table, self._assign(table))
+        return self._train
+
+    def _assign(self, table: UtteranceTable) -> np.ndarray:
+        """Each held-out split gets ``holdout`` of the train source's groups (speakers, else
+        recordings), at least one; the groups are taken in the order of their hash, so the
+        choice is the same on every run. With too few groups for that, utterances are held out
+        one by one instead (the held-out splits then share speakers with train), with a warning.
+        """
+        speakers = table.column("speaker")
+        keys = [
+            speaker or path
+            for speaker, path in zip(speakers, table.column("audio_path"), strict=True)
+        ]
+        what = "speakers" if all(speakers) else "speakers or recordings"
+        splits = len(self.held_out)
+        if len(set(keys)) < splits + 2:  # each held-out split one group, train at least two
+            if len(keys) < splits + 1:
+                log.warning(
+                    "%s holds %d usable utterance(s): too few to hold a %s split out of; it "
+                    "stays empty (give data.reader.%s=<its own source>, or more training data)",
+                    self.sources["train"],
+                    len(keys),
+                    " and a ".join(self.held_out),
+                    self.held_out[0],
+                )
+                return np.zeros(len(keys), np.int8)
+            log.warning(
+                "%s: only %d %s in train, too few to hold %s out by speaker: holding out "
+                "utterances instead (the held-out splits share speakers with train)",
+                self.sources["train"],
+                len(set(keys)),
+                what,
+                " and ".join(self.held_out),
+            )
+            keys, what = table.column("id"), "utterances"
+        groups = sorted(set(keys), key=lambda key: (holdout_bucket(key), key))
+        share = max(1, round(self.holdout * len(groups)))
+        chosen: dict[str, int] = {}
+        for number, split in enumerate(self.held_out):
+            for key in groups[number * share : (number + 1) * share]:
+                chosen[key] = SPLITS.index(split)
+        assigned = np.fromiter((chosen.get(key, 0) for key in keys), np.int8, len(keys))
+        for split in self.held_out:
+            count = int((assigned == SPLITS.index(split)).sum())
             log.info(
-                "%s: no %s split; held out %d utterances (%.0f%% of train's speakers)",
+                "%s: no %s split; held out %d of train's %d %s (%d utterances)",
                 self.sources["train"],
                 split,
+                share,
+                len(groups),
+                what,
                 count,
-                100 * self.holdout,
             )
+        return assigned
 
     def paths(self) -> list[Path]:
         """The sources that are files or folders (for the manifest fingerprint)."""
