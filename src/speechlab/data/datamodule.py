@@ -21,7 +21,7 @@ from speechlab.data.audio_cache import AUDIO_CACHE_KINDS, DecodedAudioCache
 from speechlab.data.collate import collate_examples
 from speechlab.data.dataset import SpeechDataset
 from speechlab.data.loader import ResumableDataLoader, StreamingDataLoader
-from speechlab.data.manifest import Manifest, load_or_build_manifest
+from speechlab.data.manifest import SKIPPED_FILE, Manifest, load_or_build_manifest
 from speechlab.data.reader import SPLITS, CorpusReader
 from speechlab.data.sampler import DurationBucketSampler
 from speechlab.data.shard_index import ShardIndex, load_shard_index
@@ -33,6 +33,7 @@ from speechlab.text.tokenizers import cached_tokenizer, check_tokenizer_spec, sa
 log = logging.getLogger(__name__)
 
 TARGET_FIELDS = ("label", "text", "translation")
+SKIPPED_SHOWN = 20  # skipped corpus entries logged one by one; the rest are counted
 
 # (num_samples, target) -> a reason to drop the training example, or None (see SpeechTask.check).
 ExampleCheck = Callable[[int, torch.Tensor], "str | None"]
@@ -198,6 +199,7 @@ class SpeechDataModule(L.LightningDataModule):
             self.manifest = load_or_build_manifest(self.reader, self.cache_dir)
         if self.shards is not None:  # a wrong location fails now, before any model is built
             self.shard_index = load_shard_index(self.shards, "train")
+        self._report_skipped()  # before anything that may fail for want of what was skipped
         self.target = self._build_target(self.manifest)
         if self.source_field is not None:
             self.source = self._tokens(self.manifest, self.source_field, self.source_tokenizer_spec)
@@ -227,8 +229,9 @@ class SpeechDataModule(L.LightningDataModule):
             )
             raise ValueError(
                 f"the train split of {self.reader.name} at {self.reader.root} has no "
-                f"{field} to train a tokenizer on; this task needs a corpus with {field} "
-                f"({corpora})"
+                f"{field} to train a tokenizer on{self._what_was_read(manifest)}; this task "
+                f"needs a corpus with {field} ({corpora}, or your own: data=manifest, kaldi, "
+                "lhotse, hf)"
             )
         return TokenTargets(cached_tokenizer(spec, texts, manifest.directory), field)
 
@@ -238,7 +241,62 @@ class SpeechDataModule(L.LightningDataModule):
         labels = getattr(self.reader, "labels", None)
         if callable(labels):
             return list(labels())
-        return sorted(set(manifest.splits["train"].column("label")) - {None})
+        found = sorted(set(manifest.splits["train"].column("label")) - {None})
+        if not found:
+            raise ValueError(
+                f"the train split of {self.reader.name} at {self.reader.root} has no labels"
+                f"{self._what_was_read(manifest)}; this task learns a label per utterance: "
+                "use a corpus with labels (speech_commands, mini_commands, fsdd, or your own "
+                "with a label column, utt2label file or label field)"
+            )
+        return found
+
+    def _what_was_read(self, manifest: Manifest) -> str:
+        """`` (N utterances read; M entries skipped, see the warnings above)`` for messages."""
+        read = len(manifest.splits["train"])
+        skipped = len(manifest.skipped)
+        where = f" and {manifest.directory / 'skipped.tsv'}" if manifest.directory else ""
+        return f" ({read} utterances read" + (
+            f"; {skipped} corpus entries skipped, see the warnings above{where})"
+            if skipped
+            else ")"
+        )
+
+    def check_not_empty(self, *splits: str) -> None:
+        """Raise a ``ValueError`` for the first of ``splits`` that kept no utterance, saying
+        what was dropped or skipped: a run calls this for the splits it will use before it
+        builds a model, not after training. A train split streamed from shards is not checked."""
+        if not self.datasets:
+            self.setup()
+        for split in splits:
+            if not (split == "train" and self.shards is not None):
+                self._check_not_empty(split)
+
+    def _check_not_empty(self, split: str) -> None:
+        """Raise when ``split`` kept no utterance, saying what was dropped or skipped."""
+        if len(self.datasets[split]):
+            return
+        assert self.manifest is not None
+        read = len(self.manifest.splits[split])
+        dropped = ", ".join(f"{n} {why}" for why, n in self.dropped.get(split, {}).items())
+        holdout = getattr(self.reader, "holdout", None)
+        hint = (
+            f"; a split the corpus lacks is held out of train (data.reader.holdout={holdout})"
+            if holdout is not None and split != "train"
+            else ""
+        )
+        skipped = len(self.manifest.skipped)
+        raise ValueError(
+            f"the {split} split of {self.reader.name} at {self.reader.root} has no usable "
+            f"utterances ({read} read"
+            + (f", all dropped: {dropped}" if dropped else "")
+            + (
+                f"; {skipped} corpus entries skipped while reading, see the warnings above"
+                if skipped
+                else ""
+            )
+            + f"){hint}; check the corpus layout and the data.* settings"
+        )
 
     def _filter(self, split: str, utterances: UtteranceTable) -> UtteranceTable:
         """The utterances of ``split`` the task can learn from, as a selection of the table
@@ -294,20 +352,44 @@ class SpeechDataModule(L.LightningDataModule):
             return save_tokenizer(self.target.tokenizer, Path(directory) / "tokenizer.json")
         return None
 
-    def _report(self) -> None:
+    def _report_skipped(self) -> None:
+        """Log the corpus entries the reader skipped (audio files and metadata rows alike:
+        missing clips, malformed rows, empty transcripts), in file and line order; past
+        :data:`SKIPPED_SHOWN` of them, the count and the file that lists them all."""
         if self.trainer is not None and self.trainer.global_rank != 0:
             return
         assert self.manifest is not None
-        for path, reason in sorted(self.manifest.skipped.items()):
+        skipped = sorted(self.manifest.skipped.items(), key=lambda item: _natural(item[0]))
+        for path, reason in skipped[:SKIPPED_SHOWN]:
             log.warning("skipped %s: %s", path, reason)
-        if self.manifest.skipped:
-            # Audio files and metadata rows alike (empty transcripts, malformed rows, missing
-            # clips): each with its own reason above.
+        if len(skipped) > SKIPPED_SHOWN:
+            listed = self.manifest.directory / SKIPPED_FILE if self.manifest.directory else None
             log.warning(
-                "%d corpus entries skipped while reading %s, each with its reason above",
-                len(self.manifest.skipped),
+                "... and %d more skipped entries%s",
+                len(skipped) - SKIPPED_SHOWN,
+                f", all listed in {listed}" if listed else "",
+            )
+        if skipped:
+            log.warning(
+                "%d corpus entries skipped while reading %s, each with its reason",
+                len(skipped),
                 self.reader.root,
             )
+
+    def _report(self) -> None:
+        if self.trainer is not None and self.trainer.global_rank != 0:
+            return
+        for split in ("validation", "test"):
+            lost = sum(self.dropped[split].values())
+            if lost:
+                log.warning(
+                    "%s: %d of %d utterances dropped (%s); its metrics cover the other %d",
+                    split,
+                    lost,
+                    lost + len(self.datasets[split]),
+                    ", ".join(f"{n} {why}" for why, n in self.dropped[split].items()),
+                    len(self.datasets[split]),
+                )
         for split in SPLITS:
             counts = ", ".join(f"{n} {why}" for why, n in self.dropped[split].items())
             log.info(
@@ -363,13 +445,8 @@ class SpeechDataModule(L.LightningDataModule):
             self.setup()
         if split == "train" and self.shards is not None:
             return self._stream_loader()
+        self._check_not_empty(split)
         dataset = self.datasets[split]
-        if len(dataset) == 0:
-            raise ValueError(
-                f"the {split} split of {self.reader.name} at {self.reader.root} has no usable "
-                f"utterances (dropped: {dict(self.dropped.get(split, {}))}); check the corpus "
-                "layout and the data.* settings."
-            )
         world, rank = 1, 0
         if self.trainer is not None:
             world, rank = self.trainer.world_size, self.trainer.global_rank
@@ -440,6 +517,12 @@ class SpeechDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+
+def _natural(where: str) -> tuple[str, int, str]:
+    """Sort key of a skipped entry: ``file:12`` before ``file:100``."""
+    head, _, tail = where.rpartition(":")
+    return (head, int(tail), "") if head and tail.isdigit() else (where, 0, "")
 
 
 def _first_problem(

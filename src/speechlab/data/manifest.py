@@ -105,16 +105,47 @@ def _read_cached(directory: Path) -> Manifest | None:
     if counts != summary.get("counts"):
         log.warning("manifest cache %s disagrees with its summary; rebuilding it", directory)
         return None
+    changed = [
+        folder for folder, time in summary.get("folders", {}).items() if _mtime(folder) != time
+    ]
+    if changed:
+        log.info(
+            "the corpus's folder %s changed since its manifest was built (files added, removed "
+            "or renamed); rebuilding it",
+            changed[0],
+        )
+        return None
     return Manifest(
         splits=splits, skipped=_read_skipped(directory / SKIPPED_FILE), directory=directory
     )
 
 
+def _mtime(folder: str) -> int | None:
+    """The modification time of ``folder`` (ns), or ``None`` when it does not exist."""
+    try:
+        return os.stat(folder).st_mtime_ns
+    except OSError:
+        return None
+
+
+def audio_folders(reader: CorpusReader, manifest: Manifest) -> dict[str, int | None]:
+    """``folder -> modification time (ns)`` of the corpus root and of every folder holding an
+    utterance's audio: a folder's time changes when a file in it is added, removed or renamed,
+    so a clip copied in after a build (one the build skipped as missing) rebuilds the manifest."""
+    folders = {str(Path(reader.root))}
+    for table in manifest.splits.values():
+        folders.update(map(os.path.dirname, table.column("audio_path")))
+    return {folder: _mtime(folder) for folder in sorted(folders)}
+
+
 def load_or_build_manifest(reader: CorpusReader, cache_dir: str | Path) -> Manifest:
-    """Load the cached manifest of ``reader`` from ``cache_dir``, building it when stale.
+    """Load the cached manifest of ``reader`` from ``cache_dir``, building it when stale: when
+    a fingerprinted file changed (another cache folder), or when the corpus root or a folder of
+    its audio gained, lost or renamed a file (:func:`audio_folders`; rebuilt in place).
 
     Layout: ``<cache_dir>/<reader name>-<fingerprint[:16]>/``: ``manifest.json`` (reader, root,
-    options, fingerprint, format, version and the utterance count of each split; written last,
+    options, fingerprint, format, version, the utterance count of each split and the audio
+    folders' modification times; written last,
     so its presence marks a complete cache), ``skipped.tsv`` (path, reason) and one folder per
     split of ``.npy`` columns (see :meth:`UtteranceTable.save`), memory-mapped on load. Files are
     written atomically, so concurrent processes (DDP ranks) and interrupted builds never leave a
@@ -152,6 +183,7 @@ def load_or_build_manifest(reader: CorpusReader, cache_dir: str | Path) -> Manif
             for split, table in manifest.splits.items()
         },
         "skipped": len(manifest.skipped),
+        "folders": audio_folders(reader, manifest),
     }
     _write_atomically(directory / SUMMARY_FILE, json.dumps(summary, indent=2, default=str) + "\n")
     # Serve the mapped files, as a later load would: the built columns are freed, and every

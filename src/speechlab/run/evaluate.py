@@ -44,6 +44,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
             raise ValueError(f"decoding options do not apply to a {type(task).__name__}")
         task.set_decoding(OmegaConf.to_container(cfg.decoding, resolve=True))
     datamodule = build_datamodule(data_cfg, task.target_field, getattr(task, "source_field", None))
+    datamodule.check_not_empty("test")
 
     trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[SkippedAudioReport()])
     if cfg.get("seed") is not None:  # dropout at inference (Tacotron 2's prenet) draws from it

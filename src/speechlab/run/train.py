@@ -246,6 +246,10 @@ def fit_and_test(
         getattr(task_class, "source_field", None),
         lock_dir=cfg.paths.data_dir,
     )
+    used = (["train", "validation"] if cfg.get("train", True) else []) + (
+        ["test"] if cfg.get("test") else []
+    )
+    datamodule.check_not_empty(*used)  # before a model is built, not after fitting
     task_inputs = datamodule.task_inputs()
     record_as_built(cfg, datamodule.built_options())
     task = build_task(cfg.model, task_inputs)

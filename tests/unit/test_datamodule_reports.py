@@ -1,0 +1,106 @@
+"""What the datamodule says about a user's corpus before any model is built: the entries it
+skipped (in file order, the first 20 then a count), why a split is empty, what the held-out
+metrics leave out; and a manifest rebuilt when audio it missed appears."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechlab.corpora.formats.manifest import ManifestReader
+from speechlab.data.datamodule import SpeechDataModule
+from speechlab.data.manifest import load_or_build_manifest
+
+NEMO = {"audio": "audio_filepath", "text": "text", "label": "label", "speaker": "speaker"}
+
+
+def wav(path: Path) -> str:
+    sf.write(path, np.zeros(8000, np.float32), 16000)
+    return path.name
+
+
+def write(path: Path, records: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def setup(root: Path, tmp_path: Path, target: str = "text", **reader) -> SpeechDataModule:
+    module = SpeechDataModule(
+        ManifestReader(root, NEMO, **reader), tmp_path / "cache", target_field=target
+    )
+    module.prepare_data()
+    module.setup()
+    module.check_not_empty("train", "validation", "test")  # as a run does before its model
+    return module
+
+
+def clips(root: Path, n: int, **fields) -> list[dict]:
+    return [
+        {"audio_filepath": wav(root / f"c{i}.wav"), "speaker": f"s{i}", **fields} for i in range(n)
+    ]
+
+
+def test_audio_copied_in_after_a_build_rebuilds_the_manifest(tmp_path):
+    records = clips(tmp_path, 3, text="a b")
+    write(tmp_path / "train.jsonl", [*records, {"audio_filepath": "later.wav", "text": "x"}])
+    reader = ManifestReader(tmp_path, NEMO, validation="train.jsonl", test="train.jsonl")
+    first = load_or_build_manifest(reader, tmp_path / "cache")
+    assert len(first.splits["train"]) == 3 and len(first.skipped) == 1
+    assert (
+        load_or_build_manifest(reader, tmp_path / "cache").splits["train"] == first.splits["train"]
+    )
+    wav(tmp_path / "later.wav")
+    again = load_or_build_manifest(reader, tmp_path / "cache")
+    assert len(again.splits["train"]) == 4 and not again.skipped
+
+
+def test_a_train_split_whose_entries_were_all_skipped_says_so_before_any_model(tmp_path, caplog):
+    write(tmp_path / "train.jsonl", [{"audio_filepath": f"gone{i}.wav"} for i in range(25)])
+    with caplog.at_level(logging.WARNING), pytest.raises(ValueError) as error:
+        setup(tmp_path, tmp_path)
+    assert "has no text to train a tokenizer on (0 utterances read; 25 corpus entries skipped" in (
+        str(error.value)
+    )
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped ")]
+    assert len(lines) == 20 and lines[1].startswith(f"skipped {tmp_path / 'train.jsonl'}:2:")
+    assert "... and 5 more skipped entries, all listed in" in caplog.text
+
+
+def test_keyword_spotting_on_a_corpus_without_labels_says_it_needs_labels(tmp_path):
+    write(tmp_path / "train.jsonl", clips(tmp_path, 6, text="hello"))
+    with pytest.raises(ValueError, match="has no labels \\(4 utterances read\\); this task learns"):
+        setup(tmp_path, tmp_path, target="label", holdout=0.2)
+
+
+def test_an_empty_held_out_split_fails_at_setup_naming_the_holdout(tmp_path):
+    write(tmp_path / "train.jsonl", clips(tmp_path, 4, text="a b"))
+    write(tmp_path / "test.jsonl", [{"audio_filepath": "c0.wav", "text": "zz"}])
+    with pytest.raises(ValueError) as error:
+        setup(tmp_path, tmp_path, holdout=0.2)
+    message = str(error.value)
+    assert "the test split of manifest" in message and "1 read, all dropped" in message
+    (validation_only := tmp_path / "v").mkdir()
+    write(
+        validation_only / "train.jsonl",
+        [{"audio_filepath": wav(validation_only / "a.wav"), "text": "a"}],
+    )
+    with pytest.raises(ValueError, match="held out of train \\(data.reader.holdout=0.2\\)"):
+        setup(validation_only, tmp_path, holdout=0.2)
+
+
+def test_held_out_utterances_the_task_cannot_score_are_a_warning(tmp_path, caplog):
+    write(tmp_path / "train.jsonl", clips(tmp_path, 4, text="ab"))
+    write(tmp_path / "dev.jsonl", clips(tmp_path, 2, text="ab"))
+    write(
+        tmp_path / "test.jsonl",
+        [*clips(tmp_path, 2, text="ab"), {"audio_filepath": "c3.wav", "text": "xyz"}],
+    )
+    with caplog.at_level(logging.WARNING):
+        module = setup(tmp_path, tmp_path)
+    assert len(module.datasets["test"]) == 2
+    assert "test: 1 of 3 utterances dropped" in caplog.text
+    assert "its metrics cover the other 2" in caplog.text
