@@ -93,15 +93,28 @@ def test_missing_duration_is_probed_and_a_segment_is_read_by_seeking(tmp_path):
             {"audio_filepath": "long.wav", "text": "whole"},
             {"audio_filepath": "long.wav", "offset": 1.25, "duration": 0.5, "text": "part"},
             {"audio_filepath": "long.wav", "offset": 2.0, "text": "rest"},
+            {"audio_filepath": "long.wav", "offset": 0, "duration": 1.0, "text": "first"},
+            {"audio_filepath": "long.wav", "offset": 1.25, "duration": 1.0, "text": "longer"},
         ],
     )
     reader = ManifestReader(tmp_path, holdout=0.4, columns={"audio": "audio_filepath", **_F})
-    table = build_manifest(reader).splits
-    every = {u.text: u for split in table.values() for u in split}
+    manifest = build_manifest(reader)
+    assert manifest.skipped == {}
+    every = {u.text: u for split in manifest.splits.values() for u in split}
     assert every["whole"].duration == pytest.approx(3.0) and every["whole"].sample_rate == RATE
     assert every["rest"].duration == pytest.approx(1.0)
+    # A segment is named by its start and end (ms): one at 0 s is not its whole file, two of
+    # one start are two utterances; a segment without a duration has its start alone.
+    ids = {text: u.id for text, u in every.items()}
+    assert ids == {
+        "whole": "long",
+        "part": "long-00001250-00001750",
+        "rest": "long-00002000",
+        "first": "long-00000000-00001000",
+        "longer": "long-00001250-00002250",
+    }
     part = every["part"]
-    assert part.id == "long-00001250" and (part.offset, part.duration) == (1.25, 0.5)
+    assert (part.offset, part.duration) == (1.25, 0.5)
     samples = read_audio(part.audio_path, RATE, part.offset, part.duration).numpy()
     expected = sf.read(long, dtype="float32")[0][20000:28000]
     np.testing.assert_array_equal(samples, expected)
@@ -249,3 +262,173 @@ def test_the_manifest_is_cached_until_a_split_file_changes(corpus, tmp_path):
     changed = load_or_build_manifest(reader_from_config(corpus, tmp_path), tmp_path / "cache")
     assert changed.directory != first.directory
     assert "new" in {u.id for u in changed.splits["test"]}
+
+
+def _skips(manifest) -> dict[str, str]:
+    """``<file name>:<line or index> -> reason`` of the skipped entries."""
+    return {Path(where).name: why for where, why in manifest.skipped.items()}
+
+
+def _one_split(tmp_path: Path, name: str, **columns) -> ManifestReader:
+    """A reader of ``name`` as every split (no hold-out), NeMo keys unless mapped."""
+    nemo = {"audio": "audio_filepath", "text": "text", "speaker": "speaker", "id": "id"}
+    nemo |= {"label": "label", "duration": "duration"}
+    return ManifestReader(
+        tmp_path, nemo | columns, train=name, validation=name, test=name, normalizer=AS_WRITTEN
+    )
+
+
+def test_bytes_that_are_not_utf8_skip_their_entry_and_a_header_of_them_is_a_layout_error(
+    tmp_path,
+):
+    wav(tmp_path / "a.wav", 1.0)
+    (tmp_path / "rows.csv").write_bytes(
+        b"audio_filepath,text,id\na.wav,caf\xe9,u1\na.wav,fine,u2\n"  # one Latin-1 byte
+    )
+    fine = json.dumps({"audio_filepath": "a.wav", "id": "u3"}).encode()
+    latin = b'{"audio_filepath": "a.wav", "text": "caf\xe9", "id": "u4"}'
+    (tmp_path / "lines.jsonl").write_bytes(latin + b"\n\x00\xff\xfe\x81binary\n" + fine + b"\n")
+    array = [{"audio_filepath": "a.wav", "id": "u5"}, {"audio_filepath": "a.wav", "id": "u6"}]
+    text = json.dumps(array, indent=1).encode().replace(b'"u6"', b'"u\xe96"')
+    (tmp_path / "array.json").write_bytes(text)
+    read = {name: build_manifest(_one_split(tmp_path, name)) for name in ("rows.csv",)}
+    read |= {name: build_manifest(_one_split(tmp_path, name)) for name in ("lines.jsonl",)}
+    read |= {"array.json": build_manifest(_one_split(tmp_path, "array.json"))}
+    ids = {name: [u.id for u in m.splits["train"]] for name, m in read.items()}
+    assert ids == {"rows.csv": ["u2"], "lines.jsonl": ["u3"], "array.json": ["u5"]}
+    not_utf8 = "is not UTF-8 text; re-save the file as UTF-8"
+    assert _skips(read["rows.csv"]) == {"rows.csv:2": not_utf8}
+    assert _skips(read["lines.jsonl"]) == {"lines.jsonl:1": not_utf8, "lines.jsonl:2": not_utf8}
+    assert _skips(read["array.json"]) == {"array.json:1": not_utf8}
+
+    (tmp_path / "head.tsv").write_bytes(b"audio_filepath\tt\xe9xt\na.wav\thi\n")
+    with pytest.raises(CorpusLayoutError, match=r"head.tsv: the header row is not UTF-8 text"):
+        _one_split(tmp_path, "head.tsv").check_layout()
+
+
+def test_a_json_array_is_read_whole_and_a_file_of_no_json_layout_is_one_layout_error(tmp_path):
+    wav(tmp_path / "a.wav", 1.0)
+    records = [
+        {"audio_filepath": "a.wav", "duration": 1.0, "text": "one", "id": "u1"},
+        {"audio_filepath": "a.wav", "duration": -1.0, "id": "u2"},
+        [1, 2],
+        {"audio_filepath": "a.wav", "duration": 1.0, "text": "four", "id": "u4"},
+    ]
+    for indent in (1, None):  # json.dump(records, f, indent=1) and on one line
+        (tmp_path / "train.json").write_text(json.dumps(records, indent=indent))
+        manifest = build_manifest(_one_split(tmp_path, "train.json"))
+        assert [u.text for u in manifest.splits["train"]] == ["one", "four"]
+        reasons = _skips(manifest)
+        assert sorted(reasons) == ["train.json:1", "train.json:2"]  # the array's indices
+        assert "is not an object of utterance fields" in reasons["train.json:2"]
+
+    one = json.dumps(records[0])
+    wrong = {
+        "csv.jsonl": ("audio_filepath,duration\na.wav,1.0\n" * 50, r"csv.jsonl:1 is not a JSON"),
+        "jq.jsonl": (
+            f"{json.dumps(records[0], indent=2)}\n" * 2,
+            r"jq.jsonl:7: not valid JSON \(Extr",
+        ),
+        "lists.json": (json.dumps([[1, 2]] * 50, indent=1), "holds a JSON list of lists"),
+        "wrapped.json": (json.dumps({"data": records}, indent=1), "JSON object of lists"),
+        "comma.json": ("[\n" + ",\n".join([one] * 50) + ",\n]", r"comma.json:52: not valid"),
+        "binary.jsonl": (
+            b"\xff\xfe\x00" + bytes(range(1, 256)) * 40,
+            r"binary.jsonl:1 is not a JSON object \(nor",
+        ),
+    }
+    for name, (content, message) in wrong.items():
+        path = tmp_path / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        with pytest.raises(CorpusLayoutError, match=message) as error:
+            build_manifest(_one_split(tmp_path, name))
+        assert "Expected JSON lines" in str(error.value) or "expected JSON lines" in str(
+            error.value
+        )
+    # A JSON-lines file whose first line alone is broken is still JSON lines: that line skips.
+    (tmp_path / "first.jsonl").write_text('{"audio_filepath": "a.wav", \n' + one + "\n")
+    manifest = build_manifest(_one_split(tmp_path, "first.jsonl"))
+    assert [u.id for u in manifest.splits["train"]] == ["u1"]
+    assert "is not valid JSON" in _skips(manifest)["first.jsonl:1"]
+
+
+def test_fields_of_the_wrong_json_type_are_skipped_and_numbers_read_as_text(tmp_path):
+    wav(tmp_path / "a.wav", 1.0)
+    a = {"audio_filepath": "a.wav", "duration": 1.0}
+    jsonl(
+        tmp_path / "train.jsonl",
+        [
+            a | {"id": 1, "text": 3, "speaker": 7.5, "label": 0},
+            a | {"id": "u2", "text": ["three", "x"]},
+            a | {"id": "u3", "speaker": {"name": "x"}},
+            a | {"id": "u4", "label": True},
+            a | {"id": ["u5"]},
+            {"audio_filepath": 123, "id": "u6"},
+            {"audio_filepath": ["a.wav"], "id": "u7"},
+            {"audio_filepath": False, "id": "u8"},
+        ],
+    )
+    manifest = build_manifest(_one_split(tmp_path, "train.jsonl"))
+    (kept,) = manifest.splits["train"]
+    assert (kept.id, kept.text, kept.speaker, kept.label) == ("1", "3", "7.5", "0")
+    reasons = {int(where.rsplit(":", 1)[1]): why for where, why in manifest.skipped.items()}
+    assert "text is a JSON list; expected a string" in reasons[2]
+    assert "speaker is a JSON object; expected a string" in reasons[3]
+    assert "label is a JSON boolean; expected a string" in reasons[4]
+    assert "id is a JSON list; expected a string" in reasons[5]
+    assert "audio_filepath is 123 (a number); expected a path string" in reasons[6]
+    assert 'audio_filepath is ["a.wav"] (a JSON list); expected a path string' in reasons[7]
+    assert "audio_filepath is false (a JSON boolean); expected a path string" in reasons[8]
+    assert len(reasons) == 7
+
+
+def test_csv_rows_with_fewer_fields_than_the_header_are_skipped(tmp_path):
+    wav(tmp_path / "a.wav", 1.0)
+    (tmp_path / "train.tsv").write_text(
+        "ID\tduration\twav\tspk_id\twrd\n"
+        "u1\t1.0\ta.wav\ts1\tfirst\n"
+        "u2\n"  # one field
+        "u3\t1.0\ta.wav\n"  # three
+        "\t\t\t\t\n"  # blank: passed over
+        "u4\t1.0\ta.wav\ts1\t\n"  # an empty text is a field
+    )
+    columns = {"audio": "wav", "duration": "duration", "text": "wrd", "id": "ID"}
+    manifest = build_manifest(_one_split(tmp_path, "train.tsv", **columns))
+    assert [u.id for u in manifest.splits["train"]] == ["u1", "u4"]
+    assert _skips(manifest) == {
+        "train.tsv:3": "has 1 field, the header 5; fix or delete the row",
+        "train.tsv:4": "has 3 fields, the header 5; fix or delete the row",
+    }
+
+
+def test_split_files_of_one_name_and_several_suffixes_warn_which_is_read(tmp_path, caplog):
+    wav(tmp_path / "a.wav", 1.0)
+    jsonl(tmp_path / "train.jsonl", [{"audio_filepath": "a.wav", "duration": 1.0, "id": "j"}])
+    (tmp_path / "train.tsv").write_text("audio_filepath\tduration\tid\na.wav\t1.0\tt\n")
+    jsonl(tmp_path / "dev.json", [{"audio_filepath": "a.wav", "duration": 1.0, "id": "d"}])
+    (tmp_path / "dev.csv").write_text("audio_filepath,duration,id\na.wav,1.0,c\n")
+    jsonl(tmp_path / "test.jsonl", [{"audio_filepath": "a.wav", "duration": 1.0, "id": "t"}])
+    with caplog.at_level("WARNING", logger="speechlab.corpora.formats.manifest"):
+        manifest = build_manifest(ManifestReader(tmp_path, {"audio": "audio_filepath", **_F}))
+    assert [u.id for u in manifest.splits["train"]] == ["j"]
+    assert [u.id for u in manifest.splits["validation"]] == ["d"]
+    warnings = [r.getMessage() for r in caplog.records if r.name.endswith("manifest")]
+    assert len(warnings) == 2, warnings  # once per name, however often the layout is checked
+    train, dev = sorted(warnings, key=lambda w: "dev" in w)
+    assert "reading train.jsonl, ignoring train.tsv" in train and "data.reader.train=" in train
+    assert "reading dev.json, ignoring dev.csv" in dev and "data.reader.validation=" in dev
+
+
+def test_layout_messages_name_the_manifest_files_expected(tmp_path):
+    with pytest.raises(CorpusLayoutError) as error:
+        ManifestReader(tmp_path / "nowhere", NEMO).check_layout()
+    assert "Expected a folder of manifest files (.jsonl, .json, .csv or .tsv), one per" in str(
+        error.value
+    )
+    jsonl(tmp_path / "train.jsonl", [])
+    with pytest.raises(CorpusLayoutError) as error:
+        ManifestReader(tmp_path, NEMO, test="held.jsonl").check_layout()
+    assert "no such manifest file (.jsonl, .json, .csv or .tsv) in " in str(error.value)
+    with pytest.raises(CorpusLayoutError) as error:
+        ManifestReader(tmp_path, NEMO, holdout=0).check_layout()
+    assert "data.reader.validation=<its manifest file (.jsonl, .json" in str(error.value)
