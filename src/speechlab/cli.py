@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 log = logging.getLogger("speechlab")
@@ -271,6 +271,20 @@ def average(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_dir(config_dir: str | None, command: str) -> Path:
+    """The config folder: ``config_dir``, else ``./conf``, else the ``conf/`` of the checkout
+    speechlab is installed from (the first holding ``train.yaml``)."""
+    candidates = [Path(config_dir)] if config_dir else []
+    candidates += [Path.cwd() / "conf", Path(__file__).resolve().parents[2] / "conf"]
+    found = next((c for c in candidates if (c / "train.yaml").is_file()), None)
+    if found is None:
+        raise SystemExit(
+            f"speechlab {command}: no train.yaml in {' or '.join(map(str, candidates))}; run it "
+            "from the speechlab checkout or pass --config-dir <its conf/>"
+        )
+    return found
+
+
 def _compose_data(overrides: Sequence[str], config_dir: str | None, command: str = "shard"):
     """The ``data`` node of ``conf/train.yaml`` composed with ``overrides``, as train.py would,
     and checked as train.py checks it (:func:`speechlab.run.config_check.check_config`).
@@ -282,14 +296,7 @@ def _compose_data(overrides: Sequence[str], config_dir: str | None, command: str
 
     from speechlab.run import resolvers  # noqa: F401  (config resolvers)
 
-    candidates = [Path(config_dir)] if config_dir else []
-    candidates += [Path.cwd() / "conf", Path(__file__).resolve().parents[2] / "conf"]
-    found = next((c for c in candidates if (c / "train.yaml").is_file()), None)
-    if found is None:
-        raise SystemExit(
-            f"speechlab {command}: no train.yaml in {' or '.join(map(str, candidates))}; run it "
-            "from the speechlab checkout or pass --config-dir <its conf/>"
-        )
+    found = _config_dir(config_dir, command)
     from speechlab.run.config_check import ConfigValueError, check_config
 
     try:
@@ -380,10 +387,73 @@ def shard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_corpus(overrides: Sequence[str], config_dir: str | None) -> None:
+    """Refuse a ``convert`` that names no corpus (``data=<corpus>``): the default corpus of
+    ``conf/train.yaml`` is seldom the one meant."""
+    import re
+
+    if any(re.match(r"\+{0,2}data=", override) for override in overrides):
+        return
+    stems = sorted(p.stem for p in (_config_dir(config_dir, "convert") / "data").glob("*.yaml"))
+    raise SystemExit(
+        "speechlab convert: name the corpus to convert: data=<corpus>, one of "
+        f"{', '.join(stems)} (your own files: data=manifest|kaldi|lhotse|hf "
+        "data.reader.root=<folder>)"
+    )
+
+
+def _overlap(out: Path, corpus: Path) -> str | None:
+    """How the output folder ``out`` overlaps the ``corpus`` folder being read, or ``None``."""
+    out, corpus = out.resolve(), corpus.resolve()
+    if out == corpus:
+        return "is the folder of"
+    if corpus in out.parents:
+        return "lies inside"
+    if out in corpus.parents:
+        return "holds"
+    return None
+
+
+def _check_output(out: Path, corpus: Path | None, overwrite: bool) -> list[Path]:
+    """Refuse an output folder that overlaps the corpus being read (always) or is not empty
+    (unless ``overwrite``); return what ``--overwrite`` is to remove."""
+    how = _overlap(out, corpus) if corpus is not None else None
+    if how is not None:
+        raise SystemExit(
+            f"speechlab convert: -o {out} {how} the corpus being read ({corpus}): the output "
+            "would mix with or replace the corpus's own files; name a folder outside it "
+            "(--overwrite does not lift this)"
+        )
+    held = sorted(out.iterdir()) if out.is_dir() else []
+    if held and not overwrite:
+        names = ", ".join(p.name for p in held[:5]) + (", ..." if len(held) > 5 else "")
+        raise SystemExit(
+            f"speechlab convert: -o {out} is not empty (holds {names}): name a new folder, or "
+            "pass --overwrite to replace its contents"
+        )
+    return held
+
+
+def _audio_inside(out: Path, audio_paths: Iterable[str | None]) -> str | None:
+    """The first audio file under ``out`` (as given or with links resolved), or ``None``."""
+    import os
+
+    prefixes = tuple({os.path.join(os.path.abspath(out), ""), os.path.join(out.resolve(), "")})
+    inside = (p for p in audio_paths if p and os.path.abspath(p).startswith(prefixes))
+    return next(inside, None)
+
+
 def convert(args: argparse.Namespace) -> int:
     """Write every split of the composed corpus in ``args.to``'s format into ``args.output``
     (see :mod:`speechlab.corpora.convert`); print one line per split, the skipped entries and
-    the command that trains on the output."""
+    the command that trains on the output.
+
+    The corpus must be named (``data=<corpus>``). The output folder must be new or empty, or
+    ``--overwrite`` given (its contents are removed after the corpus is read, before writing);
+    a folder that is, holds or lies inside the corpus being read, or holds its audio files, is
+    refused either way."""
+    import shutil
+
     import hydra
 
     from speechlab.corpora.convert import writer
@@ -395,13 +465,30 @@ def convert(args: argparse.Namespace) -> int:
             f"speechlab convert: -o {out} is a file; the {args.to} files go into a folder: name "
             "a new or existing folder"
         )
+    _require_corpus(args.overrides, args.config_dir)
     data_cfg = _compose_data(args.overrides, args.config_dir, command="convert")
     datamodule = hydra.utils.instantiate(data_cfg, target_field="label")
+    corpus = getattr(datamodule.reader, "root", None)
+    held = _check_output(out, Path(corpus) if corpus is not None else None, args.overwrite)
     try:
         datamodule.prepare_data()  # the corpus reader and its cached manifest
     except CorpusLayoutError as error:
         raise SystemExit(f"speechlab convert: {error}") from None
     manifest = datamodule.manifest
+    if held:
+        for split, table in manifest.splits.items():
+            inside = _audio_inside(out, table.column("audio_path"))
+            if inside is not None:
+                raise SystemExit(
+                    f"speechlab convert: -o {out} holds audio of the corpus being read ({inside}, "
+                    f"{split} split): --overwrite would delete it; name a folder outside the "
+                    "corpus's audio"
+                )
+        for path in held:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
     try:
         writer(args.to)(manifest.splits, out)
     except (OSError, ValueError) as error:
@@ -525,7 +612,13 @@ def parser() -> argparse.ArgumentParser:
         help="manifest: <split>.jsonl (NeMo keys); kaldi: <split>/wav.scp, text, utt2spk, ...; "
         "lhotse: cuts_<split>.jsonl.gz; hf: a datasets save_to_disk folder (audio embedded)",
     )
-    c.add_argument("-o", "--output", required=True, help="the folder to write")
+    c.add_argument("-o", "--output", required=True, help="the folder to write: new or empty")
+    c.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="empty a non-empty -o folder first (never the corpus being read, nor a folder "
+        "holding it or its audio)",
+    )
     c.add_argument("--config-dir", help="the conf/ folder (default: ./conf, then the checkout's)")
     c.set_defaults(run=convert)
     return main

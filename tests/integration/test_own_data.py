@@ -8,10 +8,13 @@ README test runs the recognizer on each format (tests/integration/test_readme_co
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from speechlab.cli import main as speechlab
 from speechlab.run.train import run as train
@@ -61,3 +64,60 @@ def test_convert_says_what_is_wrong_without_a_traceback(tmp_path: Path):
         )
     with pytest.raises(SystemExit, match="speechlab convert: .*data.reader.root"):
         speechlab(["convert", "data=manifest", "--to", "hf", "-o", str(tmp_path / "x")])
+
+
+def _own_corpus(root: Path, audio: Path) -> list[str]:
+    """A manifest corpus of one half-second utterance per split, its audio in ``audio``; the
+    `speechlab convert` arguments that read it."""
+    audio.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "dev", "test"):
+        sf.write(audio / f"{split}.wav", np.zeros(8000, dtype=np.float32), 16000)
+        entry = {"audio_filepath": str(audio / f"{split}.wav"), "duration": 0.5, "text": "hi"}
+        (root / f"{split}.jsonl").write_text(json.dumps(entry) + "\n")
+    return ["convert", "data=manifest", f"data.reader.root={root}"]
+
+
+def test_convert_writes_only_into_a_new_or_emptied_folder_outside_the_corpus(tmp_path: Path):
+    corpus = tmp_path / "corpus"
+    args = [*_own_corpus(corpus, tmp_path / "audio"), f"paths.data_dir={tmp_path / 'data'}"]
+    out = tmp_path / "out"
+    assert speechlab([*args, "--to", "kaldi", "-o", str(out)]) == 0
+    with pytest.raises(SystemExit, match=r"out is not empty \(holds test, train, validation\): "):
+        speechlab([*args, "--to", "manifest", "-o", str(out)])
+    assert sorted(p.name for p in out.iterdir()) == ["test", "train", "validation"]  # untouched
+
+    assert speechlab([*args, "--to", "manifest", "-o", str(out), "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "test.jsonl",
+        "train.jsonl",
+        "validation.jsonl",
+    ]
+
+    # The corpus being read, a folder inside it or one holding it: refused, --overwrite or not.
+    before = {p.name: p.read_bytes() for p in corpus.iterdir()}
+    for target, how in ((corpus, "is the folder of"), (corpus / "x", "lies inside")):
+        for extra in ([], ["--overwrite"]):
+            with pytest.raises(SystemExit, match=f"{how} the corpus being read .*outside it"):
+                speechlab([*args, "--to", "manifest", "-o", str(target), *extra])
+    with pytest.raises(SystemExit, match="holds the corpus being read"):
+        speechlab([*args, "--to", "kaldi", "-o", str(tmp_path), "--overwrite"])
+    assert {p.name: p.read_bytes() for p in corpus.iterdir()} == before
+    assert not (corpus / "x").exists()
+    # A folder holding the corpus's audio is never emptied.
+    with pytest.raises(SystemExit, match=r"audio holds audio of the corpus being read \(.*train"):
+        speechlab([*args, "--to", "manifest", "-o", str(tmp_path / "audio"), "--overwrite"])
+    assert sorted(p.name for p in (tmp_path / "audio").iterdir()) == [
+        "dev.wav",
+        "test.wav",
+        "train.wav",
+    ]
+
+
+def test_convert_needs_the_corpus_named(tmp_path: Path):
+    out = tmp_path / "out"
+    with pytest.raises(
+        SystemExit, match=r"data=<corpus>, one of .*manifest, .*mini_voice"
+    ) as error:
+        speechlab(["convert", "--to", "manifest", "-o", str(out)])
+    assert "common_voice" in str(error.value) and not out.exists()
