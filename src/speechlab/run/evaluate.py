@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from speechlab.checkpoint.recipe import RECIPE_KEY, load_checkpoint, restore_task
 from speechlab.data.datamodule import build_datamodule
+from speechlab.data.reader import CorpusLayoutError
 from speechlab.run import resolvers  # noqa: F401  (config resolvers: paths use ${launch_dir:})
 from speechlab.run.callbacks import SkippedAudioReport
 from speechlab.run.config_check import check_config
@@ -43,7 +44,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
         if not hasattr(task, "set_decoding"):
             raise ValueError(f"decoding options do not apply to a {type(task).__name__}")
         task.set_decoding(OmegaConf.to_container(cfg.decoding, resolve=True))
-    datamodule = build_datamodule(data_cfg, task.target_field, getattr(task, "source_field", None))
+    try:
+        datamodule = build_datamodule(
+            data_cfg, task.target_field, getattr(task, "source_field", None)
+        )
+    except CorpusLayoutError as error:  # its advice is train.py's: evaluate.py takes a +
+        raise CorpusLayoutError(
+            f"{error} (evaluate.py takes data settings with a +: +data.reader.root=<folder>, "
+            "+data.reader.test=<file>)"
+        ) from error
     datamodule.check_not_empty("test")
 
     trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[SkippedAudioReport()])

@@ -221,7 +221,8 @@ def record_as_built(cfg: DictConfig, built: dict[str, dict[str, Any]]) -> None:
     for key, options in built.items():
         log.info("data.%s recorded as built: %s (asked: %s)", key, options, cfg.data.get(key))
         with open_dict(cfg.data):
-            cfg.data[key] = options
+            asked = cfg.data.get(key)
+            cfg.data[key] = OmegaConf.merge(asked, options) if key == "reader" else options
 
 
 def fit_and_test(
@@ -251,7 +252,11 @@ def fit_and_test(
     )
     datamodule.check_not_empty(*used)  # before a model is built, not after fitting
     task_inputs = datamodule.task_inputs()
-    record_as_built(cfg, datamodule.built_options())
+    built = datamodule.built_options()
+    root, asked_root = getattr(datamodule.reader, "root", None), cfg.data.reader.get("root")
+    if root is not None and asked_root is not None and str(root) != str(asked_root):
+        built["reader"] = {"root": str(root)}  # as resolved: evaluate.py runs from anywhere
+    record_as_built(cfg, built)
     task = build_task(cfg.model, task_inputs)
     if resume_from is not None:  # as Lightning's strict load will need, before it is reached
         check_weights_fit(resume_from, task, *resolvers.hydra_choices_and_overrides())
