@@ -78,6 +78,28 @@ def test_every_config_composes_and_instantiates(group: str, option: str, tmp_pat
         build_all(cfg)
 
 
+# The model subgroups that pick a network, the override that swaps one in and a model it goes in.
+SWAPS = {
+    "model/encoder": ("model/encoder", ["model=ctc"]),
+    "model/kws_encoder": (
+        "model/kws_encoder@model.encoder",
+        ["model=kws_cnn", "data=mini_commands"],
+    ),
+}
+SWAP_CASES = [(group, option) for group in SWAPS for option in options(group)]
+
+
+@pytest.mark.parametrize(("group", "option"), SWAP_CASES, ids=[f"{g}={o}" for g, o in SWAP_CASES])
+def test_every_encoder_config_composes_and_instantiates_in_its_model(
+    group: str, option: str, tmp_path: Path
+):
+    override, host = SWAPS[group]
+    with composed("train", [*host, f"{override}={option}"], tmp_path) as cfg:
+        expected = OmegaConf.load(CONF / group / f"{option}.yaml")._target_
+        assert cfg.model.encoder._target_ == expected
+        build_all(cfg)
+
+
 @pytest.mark.parametrize("model", options("model"))
 def test_debug_overfit_fits_every_model(model: str, tmp_path: Path):
     # the one debug preset that sets a model key (model.augment=null): every task must take it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import hydra
@@ -17,6 +18,7 @@ from speechlab.nn.encoders import (
     ConformerEncoder,
     ConvEncoder,
     ConvLSTMEncoder,
+    DNNEncoder,
     LSTMEncoder,
     conv_output_lengths,
 )
@@ -24,6 +26,7 @@ from speechlab.nn.encoders.masking import MaskedBatchNorm, time_mask
 from speechlab.nn.encoders.pyramidal_lstm import PyramidalLSTMEncoder
 from speechlab.nn.encoders.rnn import PackedRNN
 from speechlab.nn.kws_cnn import KeywordCNN
+from speechlab.nn.kws_dnn import KeywordDNN
 from tests.conftest import CONF
 from tests.unit.conftest import padded
 
@@ -68,6 +71,16 @@ SMALL: dict[str, Callable[[], nn.Module]] = {
         dropout=0.0,
         subsampling_channels=(8, 8),
     ),
+    "dnn": lambda: DNNEncoder(N_MELS, left_context=3, right_context=2, hidden_size=32, dropout=0.0),
+    "dnn_stride3_batch_norm": lambda: DNNEncoder(
+        N_MELS,
+        left_context=2,
+        right_context=2,
+        stride=3,
+        hidden_size=32,
+        num_layers=2,
+        norm="batch",
+    ),
 }
 
 
@@ -108,7 +121,7 @@ def test_output_does_not_depend_on_padding(name: str):
     assert (batched[0, valid:] == 0).all()  # padded output frames are zero
 
 
-@pytest.mark.parametrize("name", ["cnn", "lstm", "conv_lstm", "conformer"])
+@pytest.mark.parametrize("name", ["cnn", "lstm", "conv_lstm", "conformer", "dnn"])
 def test_learns_ctc_on_a_tiny_batch(name: str):
     torch.manual_seed(0)
     encoder = SMALL[name]()
@@ -166,7 +179,7 @@ ENCODER_CONFIGS = sorted(p.stem for p in (CONF / "model" / "encoder").glob("*.ya
 
 
 def test_every_encoder_has_a_config():
-    assert ENCODER_CONFIGS == ["cnn", "conformer", "conv_lstm", "lstm", "pyramidal_lstm"]
+    assert ENCODER_CONFIGS == ["cnn", "conformer", "conv_lstm", "dnn", "lstm", "pyramidal_lstm"]
 
 
 @pytest.mark.parametrize("option", ENCODER_CONFIGS)
@@ -318,7 +331,9 @@ def test_bc_resnet_rejects_bad_arguments(kwargs: dict, message: str):
         BCResNet(**kwargs)
 
 
-@pytest.mark.parametrize("option", ["cnn", "bc_resnet"])
+@pytest.mark.parametrize(
+    "option", sorted(p.stem for p in (CONF / "model" / "kws_encoder").glob("*.yaml"))
+)
 def test_kws_encoder_config_instantiates(option: str):
     cfg = OmegaConf.load(CONF / "model" / "kws_encoder" / f"{option}.yaml")
     assert OmegaConf.to_container(cfg)["n_mels"] == "${model.frontend.n_mels}"
@@ -376,3 +391,78 @@ def test_the_cpu_layer_by_layer_rnn_equals_the_packed_one(rnn_type: str, bidirec
     for a, b in zip(layered_grads, packed_grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
     assert layered[1, 6:].abs().max() == 0 and layered[2, 1:].abs().max() == 0
+
+
+@pytest.mark.parametrize(("stride", "frames"), [(1, 7), (3, 7), (4, 9), (4, 1)])
+def test_dnn_windows_stack_the_frames_around_each_output_frame(stride: int, frames: int):
+    encoder = DNNEncoder(3, left_context=2, right_context=1, stride=stride, hidden_size=4)
+    features = torch.arange(1.0, 3 * frames + 1).view(1, 3, frames)
+    windows = encoder.splice(features, torch.tensor([frames]))
+    outputs = -(-frames // stride)
+    assert windows.shape == (1, outputs, 4 * 3)
+    for t in range(outputs):
+        centre = t * stride
+        expected = [
+            features[0, :, i] if 0 <= i < frames else torch.zeros(3)
+            for i in range(centre - 2, centre + 2)  # oldest frame first
+        ]
+        assert torch.equal(windows[0, t], torch.cat(expected))
+
+
+def test_dnn_lengths_and_batch_norm_in_training_ignore_padding():
+    torch.manual_seed(0)
+    encoder = DNNEncoder(
+        N_MELS, left_context=2, right_context=2, stride=4, hidden_size=16, norm="batch", dropout=0.0
+    )
+    features, lengths = padded_batch([37, 80, 1, 4, 5])
+    assert encoder.output_lengths(lengths).tolist() == [10, 20, 1, 1, 2]
+    noise = torch.randn(5, N_MELS, 120) * ~lengths_to_mask(lengths, 120).unsqueeze(1)
+    more_padding = F.pad(features, (0, 40)) + noise  # padding need not be zero
+    twin = copy.deepcopy(encoder)
+    output, _ = encoder(features, lengths)  # training: batch statistics
+    longer, _ = twin(more_padding, lengths)
+    assert longer.shape[1] == 30 and (longer[:, 20:] == 0).all()
+    torch.testing.assert_close(longer[:, :20], output, atol=1e-5, rtol=1e-4)
+    for layer, twin_layer in zip(encoder.layers, twin.layers, strict=True):
+        torch.testing.assert_close(twin_layer.norm.running_var, layer.norm.running_var)
+
+
+def test_dnn_gradients_reach_every_weight():
+    torch.manual_seed(0)
+    encoder = DNNEncoder(N_MELS, stride=3, hidden_size=16, num_layers=3)
+    features, lengths = padded_batch([31, 20, 9])
+    output, _ = encoder(features, lengths)
+    output.square().sum().backward()
+    for name, parameter in encoder.named_parameters():
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
+        assert parameter.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"left_context": -1}, r"left_context=-1 \(expected an integer >= 0\)"),
+        ({"num_layers": 0}, "num_layers=0"),
+        ({"hidden_size": 0, "stride": 0}, "stride=0.*hidden_size=0"),
+        (
+            {"left_context": 1, "right_context": 1, "stride": 4},
+            "stride=4 is larger than the window",
+        ),
+        ({"norm": "group"}, r"norm='group' \(expected one of \['layer', 'batch'\]\)"),
+        ({"dropout": 1.0}, r"dropout=1.0 \(expected a value in \[0, 1\)\)"),
+    ],
+)
+def test_dnn_rejects_bad_arguments(kwargs: dict, message: str):
+    with pytest.raises(ValueError, match=message):
+        DNNEncoder(N_MELS, **kwargs)
+
+
+def test_keyword_dnn_embedding_ignores_padding():
+    torch.manual_seed(0)
+    net = KeywordDNN(n_mels=N_MELS, left_context=3, right_context=3, hidden_size=16).eval()
+    features, lengths = padded_batch([61, 40, 17])
+    with torch.no_grad():
+        batched = net(features, lengths)
+        alone = net(features[2:, :, :17], lengths[2:])
+    assert batched.shape == (3, 16) == (3, net.output_dim)
+    torch.testing.assert_close(alone, batched[2:], atol=1e-5, rtol=1e-4)

@@ -8,6 +8,7 @@ depend on the padding of its batch.
 from speechlab.nn.encoders.cnn import ConvEncoder
 from speechlab.nn.encoders.conformer import ConformerEncoder
 from speechlab.nn.encoders.conv_lstm import ConvLSTMEncoder
+from speechlab.nn.encoders.dnn import DNNEncoder
 from speechlab.nn.encoders.lstm import LSTMEncoder
 from speechlab.nn.encoders.subsampling import Conv2dSubsampling, conv_output_lengths
 
@@ -16,6 +17,7 @@ __all__ = [
     "ConformerEncoder",
     "ConvEncoder",
     "ConvLSTMEncoder",
+    "DNNEncoder",
     "LSTMEncoder",
     "conv_output_lengths",
 ]
