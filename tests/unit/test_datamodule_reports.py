@@ -16,7 +16,13 @@ from speechlab.corpora.formats.manifest import ManifestReader
 from speechlab.data.datamodule import SpeechDataModule
 from speechlab.data.manifest import load_or_build_manifest
 
-NEMO = {"audio": "audio_filepath", "text": "text", "label": "label", "speaker": "speaker"}
+NEMO = {
+    "audio": "audio_filepath",
+    "duration": "duration",
+    "text": "text",
+    "label": "label",
+    "speaker": "speaker",
+}
 
 
 def wav(path: Path) -> str:
@@ -104,3 +110,44 @@ def test_held_out_utterances_the_task_cannot_score_are_a_warning(tmp_path, caplo
     assert len(module.datasets["test"]) == 2
     assert "test: 1 of 3 utterances dropped" in caplog.text
     assert "its metrics cover the other 2" in caplog.text
+
+
+def test_a_small_validation_split_and_clips_past_max_duration_are_warnings(tmp_path, caplog):
+    write(tmp_path / "train.jsonl", clips(tmp_path, 4, text="ab"))
+    write(tmp_path / "dev.jsonl", clips(tmp_path, 2, text="ab"))
+    write(tmp_path / "test.jsonl", [r | {"duration": 9.0} for r in clips(tmp_path, 3, text="ab")])
+    module = SpeechDataModule(
+        ManifestReader(tmp_path, NEMO), tmp_path / "cache", target_field="text", max_duration=5.0
+    )
+    with caplog.at_level(logging.WARNING):
+        module.setup()
+    assert "validation: only 2 utterances: checkpoint selection" in caplog.text
+    assert "test: 3 of its 3 utterances are longer than data.max_duration=5.0 s" in caplog.text
+
+
+def test_the_training_plan_is_said_and_a_handful_of_updates_is_a_warning(caplog):
+    from types import SimpleNamespace
+
+    from speechlab.run.callbacks import TrainingPlanLog
+
+    def trainer(batches: int, limit: float | int = 1.0) -> SimpleNamespace:
+        return SimpleNamespace(
+            is_global_zero=True,
+            num_training_batches=batches,
+            estimated_stepping_batches=batches * 30,
+            limit_train_batches=limit,
+        )
+
+    with caplog.at_level(logging.INFO):
+        TrainingPlanLog(320).on_train_start(trainer(120), None)
+    assert (
+        "training: 120 batches of 320 s of audio per epoch, 3600 optimizer updates" in caplog.text
+    )
+    assert "WARNING" not in [r.levelname for r in caplog.records]
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        TrainingPlanLog(320).on_train_start(trainer(9), None)
+        TrainingPlanLog(320).on_train_start(trainer(1, limit=1), None)  # asked for: no warning
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "only 9 training batches per epoch" in warnings[0]
+    assert "lower data.batch_seconds" in warnings[0]

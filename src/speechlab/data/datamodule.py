@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 TARGET_FIELDS = ("label", "text", "translation")
 SKIPPED_SHOWN = 20  # skipped corpus entries logged one by one; the rest are counted
+FEW_VALIDATION = 100  # fewer validation utterances select checkpoints noisily: a warning
 
 # (num_samples, target) -> a reason to drop the training example, or None (see SpeechTask.check).
 ExampleCheck = Callable[[int, torch.Tensor], "str | None"]
@@ -389,6 +390,26 @@ class SpeechDataModule(L.LightningDataModule):
                     lost + len(self.datasets[split]),
                     ", ".join(f"{n} {why}" for why, n in self.dropped[split].items()),
                     len(self.datasets[split]),
+                )
+        if 0 < len(self.datasets["validation"]) < FEW_VALIDATION:
+            log.warning(
+                "validation: only %d utterances: checkpoint selection and early stopping on so "
+                "few are noisy (about %d or more rank checkpoints reliably); give a larger "
+                "validation split (data.reader.holdout for a held-out one)",
+                len(self.datasets["validation"]),
+                FEW_VALIDATION,
+            )
+        for split in SPLITS:
+            too_long = sum(n for why, n in self.dropped[split].items() if "max_duration" in why)
+            read = len(self.datasets[split]) + sum(self.dropped[split].values())
+            if read and too_long > read / 2:
+                log.warning(
+                    "%s: %d of its %d utterances are longer than data.max_duration=%s s and "
+                    "dropped; raise data.max_duration (padded batches grow with it)",
+                    split,
+                    too_long,
+                    read,
+                    self.max_duration,
                 )
         for split in SPLITS:
             counts = ", ".join(f"{n} {why}" for why, n in self.dropped[split].items())

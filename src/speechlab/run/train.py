@@ -37,6 +37,7 @@ from speechlab.run.callbacks import (
     OptimizedMetricCheck,
     ShortRunLogInterval,
     SkippedAudioReport,
+    TrainingPlanLog,
     adapt_to_no_validation,
     clipping_for_manual_optimisation,
 )
@@ -271,6 +272,7 @@ def fit_and_test(
         SkippedAudioReport(),
         NothingTrainedCheck(),
         ShortRunLogInterval(),
+        TrainingPlanLog(cfg.data.get("batch_seconds")),
         ProcessLayoutLog(),
         OptimizedMetricCheck(cfg.get("optimized_metric"), record.monitor),
         record,

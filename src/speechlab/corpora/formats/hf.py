@@ -220,7 +220,7 @@ class HFReader:
             self._splits = open_folder(self.folder)
         else:
             raise CorpusLayoutError(f"no dataset given (data=hf): {GIVE}")
-        expected = "a split of the Hub dataset" if self.hub else "a split or Parquet file"
+        expected = "split of the Hub dataset" if self.hub else "split or Parquet file"
         where = f"{self._splits.where} (splits: {', '.join(self._splits.names()) or 'none'})"
         self._sources = SplitSources(self.given, self._splits.find, self.holdout, where, expected)
         self._mapped = {}

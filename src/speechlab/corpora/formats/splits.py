@@ -46,7 +46,8 @@ class SplitSources:
             when nothing of that name exists.
         holdout: the share (0-0.5) of train's speakers held out for each missing split.
         where: the corpus, as messages name it.
-        expected: what one split's source looks like, for messages.
+        expected: what one split's source looks like, for messages, without an article
+            ("manifest file (.jsonl, ...)": messages say "a ...", "no such ...", "<its ...>").
 
     Raises:
         CorpusLayoutError: a configured source does not exist, no train source is found, or a
@@ -71,7 +72,7 @@ class SplitSources:
                 source = find(str(name))
                 if source is None:
                     raise CorpusLayoutError(
-                        f"data.reader.{split}={name!r}: no such {expected} in {where}. Expected "
+                        f"data.reader.{split}={name!r}: no such {expected} in {where}. Expected a "
                         f"{expected}; pass an existing one, or null to look for "
                         f"{'/'.join(SPLIT_NAMES[split])}"
                     )
@@ -80,7 +81,7 @@ class SplitSources:
             self.sources[split] = source
         if self.sources["train"] is None:
             raise CorpusLayoutError(
-                f"no train split in {where}: expected {expected} named "
+                f"no train split in {where}: expected a {expected} named "
                 f"{'/'.join(SPLIT_NAMES['train'])}, or data.reader.train=<its name>"
             )
         self.held_out = [split for split in SPLITS if self.sources[split] is None]
