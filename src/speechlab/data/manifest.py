@@ -161,7 +161,7 @@ def load_or_build_manifest(reader: CorpusReader, cache_dir: str | Path) -> Manif
     if cached is not None:
         return cached
 
-    log.info("building the %s manifest from %s", reader.name, reader.root)
+    log.info("building the manifest of %s (%s reader)", reader.root, reader.name)
     manifest = build_manifest(reader)
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.jsonl"):  # an older version's splits, should any be here
