@@ -132,6 +132,7 @@ def test_the_training_plan_is_said_and_a_handful_of_updates_is_a_warning(caplog)
 
     def trainer(batches: int, limit: float | int = 1.0) -> SimpleNamespace:
         return SimpleNamespace(
+            datamodule=SimpleNamespace(batch_seconds_used=320.0),
             is_global_zero=True,
             num_training_batches=batches,
             estimated_stepping_batches=batches * 30,
@@ -139,15 +140,43 @@ def test_the_training_plan_is_said_and_a_handful_of_updates_is_a_warning(caplog)
         )
 
     with caplog.at_level(logging.INFO):
-        TrainingPlanLog(320).on_train_start(trainer(120), None)
+        TrainingPlanLog().on_train_start(trainer(120), None)
     assert (
         "training: 120 batches of 320 s of audio per epoch, 3600 optimizer updates" in caplog.text
     )
     assert "WARNING" not in [r.levelname for r in caplog.records]
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        TrainingPlanLog(320).on_train_start(trainer(9), None)
-        TrainingPlanLog(320).on_train_start(trainer(1, limit=1), None)  # asked for: no warning
+        TrainingPlanLog().on_train_start(trainer(9), None)
+        TrainingPlanLog().on_train_start(trainer(1, limit=1), None)  # asked for: no warning
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "only 9 training batches per epoch" in warnings[0]
     assert "lower data.batch_seconds" in warnings[0]
+
+
+def test_auto_batch_seconds_give_a_small_corpus_its_updates_and_a_large_one_the_cap(tmp_path):
+    records = [r | {"duration": 0.5} for r in clips(tmp_path, 40, text="ab")]
+    write(tmp_path / "train.jsonl", records)
+    write(tmp_path / "test.jsonl", records[:2])
+
+    def seconds(updates: int, cap: float, world: int = 1) -> float:
+        module = SpeechDataModule(
+            ManifestReader(tmp_path, NEMO, validation="test.jsonl"),
+            tmp_path / "cache",
+            target_field="text",
+            batch_seconds="auto",
+            max_batch_seconds=cap,
+            updates_per_epoch=updates,
+        )
+        return module.batch_seconds_for(world)
+
+    assert seconds(updates=10, cap=320) == pytest.approx(2.0)  # 20 s of audio / 10 updates
+    assert seconds(updates=10, cap=320, world=2) == pytest.approx(1.0)  # per process
+    assert seconds(updates=10, cap=1.5) == pytest.approx(1.5)  # at most the cap
+    assert seconds(updates=1000, cap=320) == pytest.approx(0.5)  # at least the longest utterance
+    with pytest.raises(ValueError, match="data.max_batch_seconds must be positive seconds"):
+        SpeechDataModule(ManifestReader(tmp_path, NEMO), tmp_path, batch_seconds="auto")
+    with pytest.raises(
+        ValueError, match="data.batch_seconds must be positive seconds of audio, or auto"
+    ):
+        SpeechDataModule(ManifestReader(tmp_path, NEMO), tmp_path, batch_seconds="big")

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 TARGET_FIELDS = ("label", "text", "translation")
 SKIPPED_SHOWN = 20  # skipped corpus entries logged one by one; the rest are counted
 FEW_VALIDATION = 100  # fewer validation utterances select checkpoints noisily: a warning
+AUTO = "auto"  # data.batch_seconds sized to the corpus (see SpeechDataModule)
 
 # (num_samples, target) -> a reason to drop the training example, or None (see SpeechTask.check).
 ExampleCheck = Callable[[int, torch.Tensor], "str | None"]
@@ -47,7 +48,13 @@ class SpeechDataModule(L.LightningDataModule):
         reader: a corpus reader (one on-disk layout).
         target_field: the :class:`Utterance` field the task learns (set by the task class).
         sample_rate: rate every clip is resampled to.
-        batch_seconds: padded seconds of audio per batch (``max duration x batch size``).
+        batch_seconds: padded seconds of audio per batch (``max duration x batch size``), or
+            ``"auto"``: the train split's seconds (per process) divided by
+            ``updates_per_epoch``, at most ``max_batch_seconds`` and at least its longest
+            utterance, so a small corpus still gets that many updates an epoch and a large one
+            batches of ``max_batch_seconds``.
+        max_batch_seconds: with ``batch_seconds="auto"``: the largest batch (memory).
+        updates_per_epoch: with ``batch_seconds="auto"``: the batches per epoch aimed at.
         max_duration: clips longer than this (seconds) are dropped and counted; ``None`` keeps all.
         num_buckets: duration buckets of the training sampler.
         max_batch_size: optional cap on utterances per batch.
@@ -89,7 +96,7 @@ class SpeechDataModule(L.LightningDataModule):
         cache_dir: str | Path,
         target_field: str = "label",
         sample_rate: int = 16000,
-        batch_seconds: float = 64.0,
+        batch_seconds: float | str = 64.0,
         max_duration: float | None = None,
         num_buckets: int = 50,
         max_batch_size: int | None = None,
@@ -108,6 +115,8 @@ class SpeechDataModule(L.LightningDataModule):
         shards: str | None = None,
         shard_buffer: int | None = None,
         shard_max_dropped: float | None = None,
+        max_batch_seconds: float | None = None,
+        updates_per_epoch: int | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("target_field", target_field), ("source_field", source_field)):
@@ -115,7 +124,24 @@ class SpeechDataModule(L.LightningDataModule):
                 raise ValueError(f"{name} must be one of {TARGET_FIELDS}, got {value!r}")
         checks = (
             ("sample_rate", sample_rate, sample_rate > 0, "a positive rate in Hz"),
-            ("batch_seconds", batch_seconds, batch_seconds > 0, "positive seconds of audio"),
+            (
+                "batch_seconds",
+                batch_seconds,
+                batch_seconds == AUTO or (not isinstance(batch_seconds, str) and batch_seconds > 0),
+                f"positive seconds of audio, or {AUTO}",
+            ),
+            (
+                "max_batch_seconds",
+                max_batch_seconds,
+                batch_seconds != AUTO or (max_batch_seconds or 0) > 0,
+                "positive seconds of audio with data.batch_seconds=auto",
+            ),
+            (
+                "updates_per_epoch",
+                updates_per_epoch,
+                batch_seconds != AUTO or (updates_per_epoch or 0) >= 1,
+                "a whole number >= 1 with data.batch_seconds=auto",
+            ),
             ("max_duration", max_duration, max_duration is None or max_duration > 0, "null or > 0"),
             ("num_buckets", num_buckets, num_buckets >= 1, ">= 1"),
             ("num_workers", num_workers, num_workers >= 0, ">= 0"),
@@ -157,6 +183,9 @@ class SpeechDataModule(L.LightningDataModule):
         self.target_field = target_field
         self.sample_rate = sample_rate
         self.batch_seconds = batch_seconds
+        self.max_batch_seconds = max_batch_seconds
+        self.updates_per_epoch = updates_per_epoch
+        self.batch_seconds_used: float | None = None  # set when the train loader is built
         self.max_duration = max_duration
         self.num_buckets = num_buckets
         self.max_batch_size = max_batch_size
@@ -473,7 +502,7 @@ class SpeechDataModule(L.LightningDataModule):
             world, rank = self.trainer.world_size, self.trainer.global_rank
         sampler = DurationBucketSampler(
             dataset.durations,
-            batch_seconds=self.batch_seconds,
+            batch_seconds=self.batch_seconds_for(world),
             num_buckets=self.num_buckets,
             shuffle=shuffle,
             seed=self.seed,
@@ -501,7 +530,7 @@ class SpeechDataModule(L.LightningDataModule):
             self.shard_index or load_shard_index(self.shards, "train"),
             self.sample_rate,
             self.target,
-            batch_seconds=self.batch_seconds,
+            batch_seconds=self.batch_seconds_for(world),
             buffer_size=self.shard_buffer,
             source=self.source,
             max_batch_size=self.max_batch_size,
@@ -520,6 +549,33 @@ class SpeechDataModule(L.LightningDataModule):
             collate_fn=collate_examples,
             pin_memory=self.pin_memory,
         )
+
+    def batch_seconds_for(self, world_size: int = 1) -> float:
+        """Padded seconds of audio per batch: ``batch_seconds``, or with ``"auto"`` the train
+        split's seconds per process over ``updates_per_epoch``, between its longest utterance
+        and ``max_batch_seconds`` (logged once with how it was reached)."""
+        if self.batch_seconds != AUTO:
+            self.batch_seconds_used = float(self.batch_seconds)
+            return self.batch_seconds_used
+        if not self.datasets:
+            self.setup()
+        durations = self.datasets["train"].durations
+        seconds = float(durations.sum()) / max(1, world_size)
+        longest = float(durations.max()) if len(durations) else 1.0
+        chosen = max(longest, min(float(self.max_batch_seconds), seconds / self.updates_per_epoch))
+        if chosen != self.batch_seconds_used:
+            log.info(
+                "data.batch_seconds=auto: %.1f s per batch (%.2f h of train audio per process / "
+                "data.updates_per_epoch=%d, at most data.max_batch_seconds=%s, at least the "
+                "longest utterance, %.1f s)",
+                chosen,
+                seconds / 3600,
+                self.updates_per_epoch,
+                self.max_batch_seconds,
+                longest,
+            )
+        self.batch_seconds_used = chosen
+        return chosen
 
     def _current_epoch(self) -> int:
         return 0 if self.trainer is None else self.trainer.current_epoch

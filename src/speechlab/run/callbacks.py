@@ -139,26 +139,25 @@ class TrainingPlanLog(Callback):
     corpus under a batch size meant for a large one) is a warning that names the setting to
     lower, unless ``limit_train_batches`` asked for the short epoch."""
 
-    def __init__(self, batch_seconds: float | None = None) -> None:
-        self.batch_seconds = batch_seconds
-
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
+        seconds = getattr(getattr(trainer, "datamodule", None), "batch_seconds_used", None)
         batches = trainer.num_training_batches
         if not 0 < batches < float("inf"):
             return  # a streamed epoch of unknown length
         total = trainer.estimated_stepping_batches
         budget = f", {int(total)} optimizer updates in all" if total < float("inf") else ""
-        size = f" of {self.batch_seconds} s of audio" if self.batch_seconds else ""
+        size = f" of {seconds:g} s of audio" if seconds else ""
         log.info("training: %d batches%s per epoch%s", batches, size, budget)
         limit = trainer.limit_train_batches  # an int counts batches; the float 1.0 is "all"
         if batches < FEW_UPDATES and (limit is None or (isinstance(limit, float) and limit == 1)):
             log.warning(
                 "only %d training batches per epoch: the corpus is small for this batch size"
-                "%s; lower data.batch_seconds for more updates per epoch (or train more epochs)",
+                "%s; lower data.batch_seconds (or data.batch_seconds=auto with data.updates_per_epoch) "
+                "for more updates per epoch, or train more epochs",
                 batches,
-                f" (data.batch_seconds={self.batch_seconds})" if self.batch_seconds else "",
+                f" ({seconds:g} s)" if seconds else "",
             )
 
 

@@ -272,7 +272,7 @@ def fit_and_test(
         SkippedAudioReport(),
         NothingTrainedCheck(),
         ShortRunLogInterval(),
-        TrainingPlanLog(cfg.data.get("batch_seconds")),
+        TrainingPlanLog(),
         ProcessLayoutLog(),
         OptimizedMetricCheck(cfg.get("optimized_metric"), record.monitor),
         record,
