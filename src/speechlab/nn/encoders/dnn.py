@@ -72,11 +72,11 @@ class DNNEncoder(nn.Module):
     def __init__(
         self,
         input_dim: int,
-        left_context: int = 5,
-        right_context: int = 5,
-        stride: int = 1,
+        left_context: int = 15,
+        right_context: int = 15,
+        stride: int = 4,
         hidden_size: int = 512,
-        num_layers: int = 4,
+        num_layers: int = 5,
         norm: str = "layer",
         dropout: float = 0.1,
     ) -> None:
