@@ -71,6 +71,11 @@ class LASTask(SpeechTask):
         gradient_clip: gradient-norm clipping when the trainer sets none (``None``: no clipping).
         decoding: options of test/transcribe decoding: every option of
             :data:`speechlab.decoding.build.ATTENTION_OPTIONS` (the model config gives them).
+        validation_decoding: the options validation decodes with, over ``decoding`` and
+            without its LM: ``{"kind": "beam", "beam_size": 2}`` is test's joint CTC-attention
+            search with a small beam, so ``val/cer`` ranks checkpoints as test will (a free-
+            running greedy speller loops on real speech and reads CER above 1 while test
+            improves). ``None``: greedy search within the length limits.
         num_logged_samples: reference/hypothesis pairs logged per validation epoch.
         monitor, monitor_mode: see :class:`SpeechTask`.
     """
@@ -96,6 +101,7 @@ class LASTask(SpeechTask):
         sampling_ramp_epochs: int,
         gradient_clip: float | None,
         decoding: Mapping[str, Any],
+        validation_decoding: Mapping[str, Any] | None = None,
         num_logged_samples: int = 8,
         monitor: str = "val/cer",
         monitor_mode: str = "min",
@@ -138,6 +144,9 @@ class LASTask(SpeechTask):
         self.decoding: dict[str, Any] = dict(decoding)
         self._decoder: AttentionDecoder | None = None
         build_attention_decoder({**self.decoding, "lm": None}, [], None)  # check the options
+        self.validation_decoding: dict[str, Any] = dict(validation_decoding or {"kind": "greedy"})
+        self._validation_decoder: AttentionDecoder | None = None
+        self._validation_options()  # checked now, not at the first validation
         self._init_metrics()
         self.samples: list[tuple[str, ...]] = []
         self.predictions: list[tuple[str, ...]] = []
@@ -235,6 +244,7 @@ class LASTask(SpeechTask):
         build_attention_decoder({**decoding, "lm": None}, [], None)  # check before keeping
         self.decoding = decoding
         self._decoder = None
+        self._validation_decoder = None
 
     @property
     def decoder(self) -> AttentionDecoder:
@@ -250,9 +260,27 @@ class LASTask(SpeechTask):
             )
         return self._decoder
 
-    def _greedy(self) -> AttentionDecoder:
-        """Greedy search within the length limits of :attr:`decoding` (validation)."""
-        return build_attention_decoder({**self.decoding, "kind": "greedy", "lm": None}, [], None)
+    def _validation_options(self) -> dict[str, Any]:
+        """:attr:`validation_decoding` over :attr:`decoding`, without the LM; no CTC weight
+        when the model has no CTC head.
+
+        Raises:
+            ValueError: an option :func:`build_attention_decoder` does not take.
+        """
+        options = {**self.decoding, **self.validation_decoding, "lm": None}
+        if self._no_ctc_scores():
+            options["ctc_weight"] = 0.0
+        build_attention_decoder(options, [], None)
+        return options
+
+    @property
+    def validation_decoder(self) -> AttentionDecoder:
+        """The search validation scores with (see ``validation_decoding``)."""
+        if self._validation_decoder is None:
+            self._validation_decoder = build_attention_decoder(
+                self._validation_options(), self.tokenizer.tokens, self.tokenizer.word_delimiter
+            )
+        return self._validation_decoder
 
     def _decode(
         self,
@@ -324,7 +352,7 @@ class LASTask(SpeechTask):
     def _evaluate(self, batch: Batch, split: str) -> list[tuple]:
         outputs = self(batch.features, batch.feature_lengths, batch.targets, batch.target_lengths)
         losses = self._losses(batch, outputs)
-        decoder = self._greedy() if split == "val" else self.decoder
+        decoder = self.validation_decoder if split == "val" else self.decoder
         hypotheses = self._decode(
             decoder,
             outputs["encoded"],
