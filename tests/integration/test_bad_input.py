@@ -179,7 +179,10 @@ def test_a_salted_corpus_trains_to_the_end_and_says_what_was_wrong_with_each_ent
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("data.batch_seconds=-1", "data.batch_seconds must be positive seconds of audio, got -1"),
+        (
+            "data.batch_seconds=-1",
+            "data.batch_seconds must be positive seconds of audio, or auto, got -1",
+        ),
         ("model.monitor_mode=up", "must be 'min' or 'max', got 'up'"),
         ("data.tokenizer.kind=letters", "data.tokenizer.kind must be one of"),
         ("data.reader.normalizer.out_of_alphabet=ignore", "out_of_alphabet"),

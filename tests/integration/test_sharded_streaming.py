@@ -100,6 +100,7 @@ def test_a_run_whose_every_train_shard_is_lost_stops_instead_of_finishing_untrai
         f"data.shards={shards}",
         "trainer.max_epochs=1",
         "+trainer.limit_val_batches=0",  # this layout sample has no validation clips
+        "test=false",  # nor test clips (a run checks the splits it will use before training)
         "callbacks.progress_bar=null",
     ]
     with (

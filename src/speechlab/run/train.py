@@ -248,9 +248,16 @@ def fit_and_test(
         getattr(task_class, "source_field", None),
         lock_dir=cfg.paths.data_dir,
     )
-    used = (["train", "validation"] if cfg.get("train", True) else []) + (
-        ["test"] if cfg.get("test") else []
-    )
+    limits = cfg.trainer
+    used = [
+        split
+        for split, wanted in (
+            ("train", cfg.get("train", True)),
+            ("validation", cfg.get("train", True) and limits.get("limit_val_batches") != 0),
+            ("test", cfg.get("test") and limits.get("limit_test_batches") != 0),
+        )
+        if wanted
+    ]
     datamodule.check_not_empty(*used)  # before a model is built, not after fitting
     task_inputs = datamodule.task_inputs()
     built = datamodule.built_options()
